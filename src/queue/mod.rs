@@ -1,0 +1,1 @@
+//! The crash-safe disk queue (work in progress).
