@@ -14,4 +14,16 @@
 //! neighbours.
 #![forbid(unsafe_code)]
 
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod identity;
+pub mod logging;
+pub mod mapping;
+pub mod metrics;
+pub mod observation;
 pub mod queue;
+pub mod signals;
+pub mod sink;
+pub mod sources;

@@ -1,0 +1,649 @@
+//! herald's configuration: where it is found, its schema, and the checks
+//! that turn raw TOML into a [`Config`] the rest of the agent trusts.
+//!
+//! Every table rejects unknown keys, every mistake is reported at once with
+//! file:line:column (see [`decode`]), and everything is checked here, at
+//! load, so nothing downstream meets a bad value at run time. This module
+//! does not act on the configuration.
+
+pub mod decode;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use toml::de::DeTable;
+
+use decode::{ByteSize, ConfigDuration, Decode, Decoder, EnvLookup, Raw, Table};
+pub use decode::{Mistake, Mistakes, Origin};
+
+/// The configuration herald runs with when it finds no file: a heartbeat
+/// and lifecycle events, sent to stdout unless `PREFECT_API_URL` is set.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Where herald looks when neither `--config` nor `HERALD_CONFIG` is given.
+pub const SYSTEM_PATH: &str = "/etc/herald/herald.toml";
+
+/// Everything herald runs with, checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The agent itself: identity, state directory, shutdown.
+    pub agent: AgentConfig,
+    /// Where events go.
+    pub sink: SinkConfig,
+    /// What herald watches, in file order.
+    pub sources: Vec<SourceConfig>,
+    /// Where this configuration was read from.
+    pub location: Location,
+    /// SHA-256 of the configuration text (before interpolation, so no
+    /// secret from the environment shapes it): tells which config an agent
+    /// ran with, in its lifecycle events.
+    pub digest: String,
+}
+
+/// `[agent]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    /// Root of herald's state: queue, checkpoints, dead letters.
+    pub data_dir: PathBuf,
+    /// Overrides the host name used in resource ids.
+    pub hostname: Option<String>,
+    /// How long shutdown may take to drain and flush before herald exits
+    /// anyway (what is not sent stays queued).
+    pub shutdown_grace: Duration,
+    /// Labels added to every event's resource.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The kinds of sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    /// JSON lines on standard output.
+    Stdout,
+    /// `POST {url}/events` with a JSON array.
+    Http,
+}
+
+/// `[sink]`.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    /// Which sink.
+    pub kind: SinkKind,
+    /// The API base, e.g. `http://127.0.0.1:4200/api`; set for `http`.
+    pub url: Option<reqwest::Url>,
+    /// Sent as `Authorization: Bearer` (Prefect Cloud).
+    pub api_key: Option<Secret>,
+    /// `user:password`, sent as `Authorization: Basic` (a self-hosted
+    /// server with basic auth).
+    pub auth_string: Option<Secret>,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// Most events in one request.
+    pub batch_max_events: usize,
+    /// Most bytes in one request body.
+    pub batch_max_bytes: usize,
+    /// How long a partial batch waits for more events.
+    pub batch_timeout: Duration,
+}
+
+/// A value that must never be shown: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Decode for Secret {
+    const EXPECTED: &'static str = "a string";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        String::decode(dec, raw).map(Secret)
+    }
+}
+
+/// One source of observations.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    /// `[[sources.heartbeat]]`.
+    Heartbeat(HeartbeatConfig),
+}
+
+impl SourceConfig {
+    /// The source's unique name.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Heartbeat(h) => &h.name,
+        }
+    }
+}
+
+/// `[[sources.heartbeat]]`: a `herald.agent.heartbeat` event every
+/// `interval`, so an automation can notice an agent that went silent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatConfig {
+    /// Unique among sources; part of every event id this source derives.
+    pub name: String,
+    /// Time between heartbeats.
+    pub interval: Duration,
+}
+
+/// Where a configuration was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A file, and how it was found.
+    File {
+        /// Its path.
+        path: PathBuf,
+        /// `--config`, `HERALD_CONFIG` or the system path.
+        found_by: &'static str,
+    },
+    /// No file: the embedded default.
+    Embedded,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File { path, found_by } => write!(f, "{} ({found_by})", path.display()),
+            Location::Embedded => f.write_str("the embedded default"),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read and has mistakes.
+    #[error("{0}")]
+    Invalid(Mistakes),
+}
+
+/// Finds the configuration: `--config`, then `HERALD_CONFIG`, then
+/// [`SYSTEM_PATH`] when it exists, else the embedded default.
+pub fn locate(cli: Option<&Path>, env: EnvLookup<'_>) -> Location {
+    if let Some(path) = cli {
+        return Location::File {
+            path: path.to_owned(),
+            found_by: "--config",
+        };
+    }
+    if let Some(path) = env("HERALD_CONFIG").filter(|p| !p.is_empty()) {
+        return Location::File {
+            path: path.into(),
+            found_by: "HERALD_CONFIG",
+        };
+    }
+    if Path::new(SYSTEM_PATH).exists() {
+        return Location::File {
+            path: SYSTEM_PATH.into(),
+            found_by: "the system path",
+        };
+    }
+    Location::Embedded
+}
+
+/// Reads and checks the configuration at `location`.
+///
+/// # Errors
+/// [`LoadError::Read`] when the file cannot be read, [`LoadError::Invalid`]
+/// with every mistake otherwise.
+pub fn load(location: Location, env: EnvLookup<'_>) -> Result<Config, LoadError> {
+    let (name, text) = match &location {
+        Location::File { path, .. } => {
+            let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            (path.display().to_string(), text)
+        }
+        Location::Embedded => ("<embedded default>".to_owned(), EMBEDDED_DEFAULT.to_owned()),
+    };
+    let mut config = parse(&name, &text, env).map_err(LoadError::Invalid)?;
+    config.location = location;
+    Ok(config)
+}
+
+/// Checks configuration text; `name` is how messages refer to it.
+///
+/// # Errors
+/// Every mistake found, in file order.
+pub fn parse(name: &str, text: &str, env: EnvLookup<'_>) -> Result<Config, Mistakes> {
+    let dec = Decoder::new(name, text, env);
+    let (document, syntax) = DeTable::parse_recoverable(text);
+    for error in &syntax {
+        let span = error.span().unwrap_or(0..0);
+        dec.error_at(span, error.message().trim().to_owned(), None);
+    }
+    let config = if syntax.is_empty() {
+        read_document(&dec, document.get_ref())
+    } else {
+        // A document with syntax errors is not read further: what the
+        // parser recovered could produce misleading follow-on mistakes.
+        None
+    };
+    dec.finish()?;
+    let Some(mut config) = config else {
+        // Every path that returns None records a mistake first; this is
+        // reached only if that invariant breaks.
+        return Err(Mistakes(vec![Mistake {
+            origin: Origin::Env("(none)".into()),
+            message: "the configuration could not be read".into(),
+            hint: None,
+        }]));
+    };
+    config.digest = hex(&Sha256::digest(text.as_bytes()));
+    Ok(config)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_document(dec: &Decoder<'_>, document: &DeTable<'_>) -> Option<Config> {
+    let root = Table::root(dec, document);
+    let agent = Table::single(&root, "agent").and_then(read_agent);
+    let sink = Table::single(&root, "sink").and_then(read_sink);
+    let sources = match root.value("sources") {
+        Some(value) => Table::new(dec, value, "[sources]").map(read_sources),
+        None => Some(Vec::new()),
+    };
+    root.finish();
+    Some(Config {
+        agent: agent?,
+        sink: sink?,
+        sources: sources?,
+        location: Location::Embedded,
+        digest: String::new(),
+    })
+}
+
+fn read_agent(t: Table<'_, '_, '_>) -> Option<AgentConfig> {
+    let data_dir = t.or("data_dir", "/var/lib/herald".to_owned());
+    let hostname = t.get_at::<String>("hostname");
+    if let Some(at) = &hostname {
+        check_resource_segment(t.decoder(), at, "hostname");
+    }
+    let shutdown_grace = t.or("shutdown_grace", ConfigDuration(Duration::from_secs(10)));
+    let labels = t
+        .string_map("labels")
+        .into_iter()
+        .map(|(k, v)| (k.value, v))
+        .collect();
+    t.finish();
+    Some(AgentConfig {
+        data_dir: data_dir.into(),
+        hostname: hostname.map(|h| h.value),
+        shutdown_grace: shutdown_grace.0,
+        labels,
+    })
+}
+
+fn check_resource_segment(dec: &Decoder<'_>, at: &decode::At<String>, what: &str) {
+    if at.value.is_empty() || at.value.chars().any(char::is_whitespace) {
+        let message = format!("{what} must be non-empty and without spaces");
+        match &at.span {
+            Some(span) => dec.error_at(span.clone(), message, None),
+            None => dec.error_env(what, message, None),
+        }
+    }
+}
+
+fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
+    let dec = t.decoder();
+    let kind = t.get_at::<SinkKind>("type");
+    let url = match t.get_at::<HttpUrl>("url") {
+        Some(at) => Some(at.value.0),
+        None if t.value("url").is_some() => None,
+        None => dec
+            .env("PREFECT_API_URL")
+            .and_then(|text| HttpUrl::decode(dec, Raw::Env("PREFECT_API_URL", &text)).map(|u| u.0)),
+    };
+    let api_key = t
+        .get::<Secret>("api_key")
+        .or_else(|| dec.env("PREFECT_API_KEY").map(Secret));
+    let auth_string = t
+        .get::<Secret>("auth_string")
+        .or_else(|| dec.env("PREFECT_API_AUTH_STRING").map(Secret));
+    if let (Some(_), Some(key)) = (t.value("api_key"), t.value("auth_string")) {
+        dec.error_at(
+            key.span(),
+            "set api_key or auth_string, not both",
+            Some("api_key is for Prefect Cloud, auth_string for a server with basic auth".into()),
+        );
+    }
+    let timeout = t.or("timeout", ConfigDuration(Duration::from_secs(10)));
+    let batch_max_events = t.or("batch_max_events", 500usize);
+    let batch_max_bytes = t.or("batch_max_bytes", ByteSize(1 << 20));
+    let batch_timeout = t.or("batch_timeout", ConfigDuration(Duration::from_millis(250)));
+    if !(1..=10_000).contains(&batch_max_events) {
+        if let Some(value) = t.value("batch_max_events") {
+            dec.error_at(
+                value.span(),
+                format!("batch_max_events must be from 1 to 10000, not {batch_max_events}"),
+                None,
+            );
+        }
+    }
+    for (key, value) in [("timeout", timeout), ("batch_timeout", batch_timeout)] {
+        if value.0.is_zero() {
+            if let Some(raw) = t.value(key) {
+                dec.error_at(raw.span(), format!("{key} must be more than zero"), None);
+            }
+        }
+    }
+    let kind = match kind {
+        Some(at) => {
+            if at.value == SinkKind::Http && url.is_none() {
+                let message = "sink type \"http\" needs a url";
+                let hint =
+                    Some("set url = \"http://127.0.0.1:4200/api\" or PREFECT_API_URL".into());
+                match at.span {
+                    Some(span) => dec.error_at(span, message, hint),
+                    None => dec.error_env("HERALD_SINK_TYPE", message, hint),
+                }
+            }
+            at.value
+        }
+        None if url.is_some() => SinkKind::Http,
+        None => SinkKind::Stdout,
+    };
+    t.finish();
+    Some(SinkConfig {
+        kind,
+        url,
+        api_key,
+        auth_string,
+        timeout: timeout.0,
+        batch_max_events,
+        batch_max_bytes: usize::try_from(batch_max_bytes.0).unwrap_or(usize::MAX),
+        batch_timeout: batch_timeout.0,
+    })
+}
+
+impl Decode for SinkKind {
+    const EXPECTED: &'static str = "\"http\" or \"stdout\"";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        one_of(
+            dec,
+            raw,
+            &[("http", SinkKind::Http), ("stdout", SinkKind::Stdout)],
+        )
+    }
+}
+
+/// Reads a string that must be one of a fixed set of names.
+fn one_of<T: Copy>(
+    dec: &Decoder<'_>,
+    raw: Raw<'_, '_>,
+    choices: &[(&'static str, T)],
+) -> Option<T> {
+    let text = decode::decode_str(dec, raw, "a string")?;
+    if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text) {
+        return Some(*value);
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let hint = match decode::nearest(&text, names.iter().copied()) {
+        Some(near) => format!("did you mean \"{near}\"?"),
+        None => format!("choose one of: {}", names.join(", ")),
+    };
+    decode::value_mistake(dec, raw, format!("unknown value {text:?}"), Some(hint));
+    None
+}
+
+/// An `http://` or `https://` URL with a host.
+struct HttpUrl(reqwest::Url);
+
+impl Decode for HttpUrl {
+    const EXPECTED: &'static str = "a URL like \"http://127.0.0.1:4200/api\"";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        let text = decode::decode_str(dec, raw, Self::EXPECTED)?;
+        let hint = Some(format!("write {}", Self::EXPECTED));
+        match reqwest::Url::parse(text.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(HttpUrl(url))
+            }
+            Ok(url) => {
+                decode::value_mistake(
+                    dec,
+                    raw,
+                    format!(
+                        "invalid URL {text:?}: the scheme must be http or https, not {:?}",
+                        url.scheme()
+                    ),
+                    hint,
+                );
+                None
+            }
+            Err(error) => {
+                decode::value_mistake(dec, raw, format!("invalid URL {text:?}: {error}"), hint);
+                None
+            }
+        }
+    }
+}
+
+fn read_sources(t: Table<'_, '_, '_>) -> Vec<SourceConfig> {
+    let dec = t.decoder();
+    let mut sources = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut claim = |name: &decode::At<String>| {
+        let span = name.span.clone().unwrap_or(0..0);
+        let valid = !name.value.is_empty()
+            && name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid {
+            dec.error_at(
+                span.clone(),
+                format!("invalid source name {:?}", name.value),
+                Some("use letters, digits, '-', '_' and '.'".into()),
+            );
+        }
+        if let Some(first) = names.insert(name.value.clone(), span.start) {
+            names.insert(name.value.clone(), first);
+            let line = decode_line(dec, first);
+            dec.error_at(
+                span,
+                format!("source name {:?} is already used", name.value),
+                Some(format!(
+                    "every source needs its own name (the first is on line {line})"
+                )),
+            );
+        }
+    };
+    sources.extend(
+        t.array_of_tables("heartbeat", "[[sources.heartbeat]]", |h| {
+            let name = h.required::<String>("name");
+            if let Some(name) = &name {
+                claim(name);
+            }
+            let interval = h.get_at::<ConfigDuration>("interval");
+            if let Some(at) = &interval {
+                if at.value.0 < Duration::from_millis(100) {
+                    if let Some(span) = at.span.clone() {
+                        dec.error_at(span, "interval must be at least 100ms", None);
+                    }
+                }
+            }
+            h.finish();
+            Some(SourceConfig::Heartbeat(HeartbeatConfig {
+                name: name?.value,
+                interval: interval.map_or(Duration::from_secs(30), |at| at.value.0),
+            }))
+        }),
+    );
+    t.finish();
+    sources
+}
+
+fn decode_line(dec: &Decoder<'_>, offset: usize) -> usize {
+    match dec.locate(offset..offset) {
+        Origin::File { line, .. } => line,
+        Origin::Env(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid_and_sends_to_stdout() {
+        let config = parse("default", EMBEDDED_DEFAULT, &no_env).expect("valid");
+        assert_eq!(config.sink.kind, SinkKind::Stdout);
+        assert!(matches!(
+            config.sources.as_slice(),
+            [SourceConfig::Heartbeat(HeartbeatConfig { interval, .. })] if *interval == Duration::from_secs(30)
+        ));
+    }
+
+    #[test]
+    fn prefect_api_url_turns_the_default_to_http() {
+        let env = |name: &str| {
+            (name == "PREFECT_API_URL").then(|| "http://127.0.0.1:4200/api".to_owned())
+        };
+        let config = parse("default", EMBEDDED_DEFAULT, &env).expect("valid");
+        assert_eq!(config.sink.kind, SinkKind::Http);
+        assert_eq!(
+            config.sink.url.map(|u| u.to_string()),
+            Some("http://127.0.0.1:4200/api".to_owned())
+        );
+    }
+
+    #[test]
+    fn herald_env_overrides_scalar_keys() {
+        let env = |name: &str| match name {
+            "HERALD_AGENT_SHUTDOWN_GRACE" => Some("3s".to_owned()),
+            "HERALD_SINK_BATCH_MAX_EVENTS" => Some("7".to_owned()),
+            _ => None,
+        };
+        let config = parse("t", "[agent]\nshutdown_grace = \"1m\"\n", &env).expect("valid");
+        assert_eq!(config.agent.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(config.sink.batch_max_events, 7);
+        let bad = |name: &str| (name == "HERALD_AGENT_SHUTDOWN_GRACE").then(|| "soon".to_owned());
+        let err = parse("t", "", &bad).expect_err("bad override");
+        assert_eq!(
+            err.0[0].origin,
+            Origin::Env("HERALD_AGENT_SHUTDOWN_GRACE".into())
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_show() {
+        let env = |name: &str| (name == "PREFECT_API_KEY").then(|| "pnu_secret".to_owned());
+        let config = parse("t", "", &env).expect("valid");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pnu_secret"), "{shown}");
+        assert_eq!(
+            config.sink.api_key.as_ref().map(Secret::expose),
+            Some("pnu_secret")
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_listed_in_file_order() {
+        let text = r#"
+[agent]
+shutdown_grace = "forever"
+colour = "blue"
+
+[sink]
+type = "htp"
+batch_max_events = "many"
+
+[[sources.heartbeat]]
+name = "hb"
+intervl = "1s"
+
+[[sources.heartbeat]]
+name = "hb"
+interval = 5
+"#;
+        let err = parse("h.toml", text, &no_env).expect_err("invalid");
+        let lines: Vec<(usize, &str)> = err
+            .0
+            .iter()
+            .map(|m| match &m.origin {
+                Origin::File { line, .. } => (*line, m.message.as_str()),
+                Origin::Env(_) => (0, m.message.as_str()),
+            })
+            .collect();
+        let expected_lines = [3, 4, 7, 8, 12, 15, 16];
+        assert_eq!(
+            lines.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            expected_lines,
+            "{err}"
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.contains("h.toml:4:1: unknown key `colour` in [agent]"),
+            "{shown}"
+        );
+        assert!(shown.contains("did you mean \"http\"?"), "{shown}");
+        assert!(shown.contains("did you mean `interval`?"), "{shown}");
+        assert!(
+            shown.contains("source name \"hb\" is already used"),
+            "{shown}"
+        );
+        assert!(shown.contains("found a bare number"), "{shown}");
+        assert!(
+            shown.ends_with("7 mistakes in the configuration"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err = parse("s.toml", "[agent\nx = 1\n", &no_env).expect_err("invalid");
+        assert!(
+            matches!(&err.0[0].origin, Origin::File { line: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn http_needs_a_url_and_urls_are_checked() {
+        let err = parse("t", "[sink]\ntype = \"http\"\n", &no_env).expect_err("no url");
+        assert!(err.to_string().contains("needs a url"), "{err}");
+        let err = parse("t", "[sink]\nurl = \"ftp://x/api\"\n", &no_env).expect_err("ftp");
+        assert!(err.to_string().contains("scheme must be http"), "{err}");
+        let err = parse("t", "[sink]\nurl = \"not a url\"\n", &no_env).expect_err("junk");
+        assert!(err.to_string().contains("invalid URL"), "{err}");
+    }
+}

@@ -1,0 +1,34 @@
+//! The agent's own counters, shared by every stage and read by logs,
+//! `status` and (later) the metrics endpoint. Names follow
+//! `herald_<noun>_<unit>_total`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of what the pipeline did since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Observations the mapper received (`herald_observations_total`).
+    pub observations: AtomicU64,
+    /// Observations that could not become a valid event
+    /// (`herald_events_unmappable_total`).
+    pub unmappable: AtomicU64,
+    /// Events the endpoint accepted (`herald_events_sent_total`).
+    pub events_sent: AtomicU64,
+    /// Events in batches the endpoint did not accept
+    /// (`herald_events_failed_total`).
+    pub events_failed: AtomicU64,
+    /// Batches that failed to send (`herald_batches_failed_total`).
+    pub batches_failed: AtomicU64,
+}
+
+impl Stats {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,82 @@
+//! The sinks: where events go. A sink takes a batch of events, each already
+//! serialized by the mapper, and delivers it as one unit; it never
+//! re-serializes an event. Which events to send and when (batching,
+//! acknowledgement) is the agent's business, not the sink's.
+
+pub mod http;
+pub mod stdout;
+
+use crate::config::{SinkConfig, SinkKind};
+
+/// A configured sink.
+pub enum Sink {
+    /// JSON lines on standard output.
+    Stdout(stdout::StdoutSink),
+    /// `POST {url}/events`.
+    Http(http::HttpSink),
+}
+
+impl Sink {
+    /// Builds the sink the configuration names.
+    ///
+    /// # Errors
+    /// [`SinkError`] when the HTTP client cannot be built (for example the
+    /// system's TLS roots cannot be loaded).
+    pub fn from_config(config: &SinkConfig) -> Result<Sink, SinkError> {
+        match (config.kind, &config.url) {
+            (SinkKind::Http, Some(url)) => Ok(Sink::Http(http::HttpSink::new(config, url)?)),
+            (SinkKind::Http, None) => Err(SinkError::NoUrl),
+            (SinkKind::Stdout, _) => Ok(Sink::Stdout(stdout::StdoutSink::new())),
+        }
+    }
+
+    /// Delivers a batch as one unit.
+    ///
+    /// # Errors
+    /// [`SendError`] when the batch was not delivered; nothing of it should
+    /// be assumed stored.
+    pub async fn send(&mut self, batch: &[Vec<u8>]) -> Result<(), SendError> {
+        match self {
+            Sink::Stdout(sink) => sink.send(batch).await,
+            Sink::Http(sink) => sink.send(batch).await,
+        }
+    }
+
+    /// Says where events go, for the start-up log (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Stdout(_) => "stdout".to_owned(),
+            Sink::Http(sink) => sink.describe(),
+        }
+    }
+}
+
+/// A sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// `type = "http"` without a url (config validation prevents this).
+    #[error("the http sink has no url")]
+    NoUrl,
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A batch was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The endpoint answered with a status other than 2xx.
+    #[error("the endpoint answered {status}: {body}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+    /// The request did not complete (connection refused, reset, timeout).
+    #[error("the request failed: {0}")]
+    Transport(String),
+    /// Writing to standard output failed.
+    #[error("cannot write to stdout: {0}")]
+    Io(#[from] std::io::Error),
+}

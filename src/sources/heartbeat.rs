@@ -1,0 +1,70 @@
+//! The heartbeat source: an `agent.heartbeat` observation at start and then
+//! every interval, so that a Prefect automation can say "tell me when an
+//! agent goes silent" (a proactive trigger on the absence of heartbeats).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::Emitter;
+use crate::observation::Observation;
+
+/// Beats until `cancel` fires or the pipeline closes.
+pub async fn run(name: Arc<str>, interval: Duration, emitter: Emitter, cancel: CancellationToken) {
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(interval);
+    // After a stall (a suspended VM, a blocked pipeline) beat once, not in
+    // a burst: a burst of heartbeats says nothing more than one.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut beat: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        beat += 1;
+        let observation = Observation::new(name.clone(), "agent.heartbeat")
+            .with("uptime_seconds", started.elapsed().as_secs())
+            .with("interval_seconds", interval.as_secs_f64())
+            .with("beat", beat);
+        let sent = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            sent = emitter.emit(observation) => sent,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    #[tokio::test(start_paused = true)]
+    async fn beats_at_start_then_every_interval() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            Arc::from("hb"),
+            Duration::from_secs(30),
+            Emitter::new(tx),
+            cancel.clone(),
+        ));
+        let first = rx.recv().await.expect("first beat");
+        assert_eq!(first.kind, "agent.heartbeat");
+        assert_eq!(first.field("beat"), Some(&serde_json::json!(1)));
+        let before = Instant::now();
+        let second = rx.recv().await.expect("second beat");
+        assert_eq!(before.elapsed(), Duration::from_secs(30));
+        assert_eq!(second.field("uptime_seconds"), Some(&serde_json::json!(30)));
+        cancel.cancel();
+        task.await.expect("stops cleanly");
+        assert!(rx.recv().await.is_none(), "no beat after cancel");
+    }
+}
