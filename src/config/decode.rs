@@ -109,6 +109,9 @@ pub struct Decoder<'s> {
     text: &'s str,
     env: EnvLookup<'s>,
     mistakes: RefCell<Vec<(usize, Mistake)>>,
+    /// Every key the schema asked for, so a test can prove the example
+    /// config documents each one.
+    asked: RefCell<BTreeSet<&'static str>>,
 }
 
 impl<'s> Decoder<'s> {
@@ -119,7 +122,13 @@ impl<'s> Decoder<'s> {
             text,
             env,
             mistakes: RefCell::new(Vec::new()),
+            asked: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// Every key the schema asked for so far.
+    pub fn asked(&self) -> BTreeSet<&'static str> {
+        self.asked.borrow().clone()
     }
 
     /// Looks up an environment variable; an empty value counts as unset,
@@ -635,6 +644,7 @@ impl<'d, 'a, 'i> Table<'d, 'a, 'i> {
     /// The raw value of a key, marking it known.
     pub fn value(&self, key: &'static str) -> Option<&'d Spanned<DeValue<'i>>> {
         self.known.borrow_mut().insert(key);
+        self.dec.asked.borrow_mut().insert(key);
         self.table.and_then(|t| t.get(key))
     }
 

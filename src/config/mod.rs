@@ -314,7 +314,11 @@ fn check_resource_segment(dec: &Decoder<'_>, at: &decode::At<String>, what: &str
         let message = format!("{what} must be non-empty and without spaces");
         match &at.span {
             Some(span) => dec.error_at(span.clone(), message, None),
-            None => dec.error_env(what, message, None),
+            None => dec.error_env(
+                &format!("HERALD_AGENT_{}", what.to_ascii_uppercase()),
+                message,
+                None,
+            ),
         }
     }
 }
@@ -531,6 +535,29 @@ mod tests {
             config.sources.as_slice(),
             [SourceConfig::Heartbeat(HeartbeatConfig { interval, .. })] if *interval == Duration::from_secs(30)
         ));
+    }
+
+    const EXAMPLE: &str = include_str!("../../config.example.toml");
+
+    #[test]
+    fn the_example_is_valid_and_documents_every_key() {
+        parse("config.example.toml", EXAMPLE, &no_env).expect("the example is valid");
+        let dec = Decoder::new("example", EXAMPLE, &no_env);
+        let (document, syntax) = DeTable::parse_recoverable(EXAMPLE);
+        assert!(syntax.is_empty());
+        read_document(&dec, document.get_ref());
+        for key in dec.asked() {
+            let documented = EXAMPLE.lines().any(|line| {
+                let line = line.trim_start_matches(['#', ' ']);
+                line.starts_with(&format!("{key} ="))
+                    || line.starts_with(&format!("[{key}]"))
+                    || line.starts_with(&format!("[agent.{key}]"))
+                    || line.starts_with(&format!("[[sources.{key}]]"))
+                    || line.starts_with(&format!("[{key}."))
+                    || line.starts_with(&format!("[[{key}."))
+            });
+            assert!(documented, "config.example.toml does not document `{key}`");
+        }
     }
 
     #[test]

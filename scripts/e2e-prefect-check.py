@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Reads herald's events back from a real Prefect server and checks them.
+
+Used by scripts/e2e-prefect.sh; standard library only. Polls
+POST {api}/events/filter (following next_page) until the phase's events are
+visible or the timeout passes (Prefect makes events visible about 5 s after
+it answered 204), then prints one `ok - ...` or `not ok - ...` line per check
+and `# ...` diagnostics. Exit status: 0 if every check passed, 1 otherwise.
+
+Phases:
+  running  at least one herald.agent.started and two herald.agent.heartbeat
+           events on the agent's resource, each naming its host as a related
+           resource, started carrying version and config_digest, ids unique.
+  stopped  a herald.agent.stopped event on the agent's resource, naming its
+           host as a related resource.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+PAGE_MAX = 50  # the server caps `limit` at 50
+# The server builds next_page from its own idea of its URL; going through a
+# proxy or not, we talk to it directly.
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def request(method: str, url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    with NO_PROXY.open(req, timeout=15) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def read_events(api: str, prefix: str) -> list[dict]:
+    now = dt.datetime.now(dt.timezone.utc)
+    flt = {
+        "event": {"prefix": [prefix]},
+        "occurred": {
+            "since": (now - dt.timedelta(hours=1)).isoformat(),
+            "until": (now + dt.timedelta(days=1)).isoformat(),
+        },
+        "order": "ASC",
+    }
+    page = request("POST", f"{api}/events/filter", {"filter": flt, "limit": PAGE_MAX})
+    events = list(page.get("events", []))
+    seen_pages = 0
+    while page.get("next_page") and seen_pages < 100:
+        seen_pages += 1
+        query = urllib.parse.urlparse(page["next_page"]).query
+        token = urllib.parse.parse_qs(query).get("page-token", [None])[0]
+        url = (
+            f"{api}/events/filter/next?page-token={urllib.parse.quote(token)}"
+            if token
+            else page["next_page"]
+        )
+        page = request("GET", url)
+        events.extend(page.get("events", []))
+    return events
+
+
+def alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def check(self, passed: bool, description: str) -> None:
+        print(f"{'ok' if passed else 'not ok'} - {description}", flush=True)
+        if not passed:
+            self.failed += 1
+
+
+def named(events: list[dict], name: str) -> list[dict]:
+    return [e for e in events if e.get("event") == name]
+
+
+def has_host(event: dict, host_id: str) -> bool:
+    return any(
+        r.get("prefect.resource.role") == "host" and r.get("prefect.resource.id") == host_id
+        for r in event.get("related") or []
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--api", required=True, help="e.g. http://127.0.0.1:4201/api")
+    p.add_argument("--phase", choices=["running", "stopped"], required=True)
+    p.add_argument("--hostname", required=True, help="the agent's [agent] hostname")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--pid", type=int, help="stop polling early if this process is gone")
+    args = p.parse_args()
+
+    api = args.api.rstrip("/")
+    agent = f"herald.agent.{args.hostname}"
+    host = f"herald.host.{args.hostname}"
+
+    def ready(mine: list[dict]) -> bool:
+        if args.phase == "running":
+            return (
+                len(named(mine, "herald.agent.started")) >= 1
+                and len(named(mine, "herald.agent.heartbeat")) >= 2
+            )
+        return len(named(mine, "herald.agent.stopped")) >= 1
+
+    deadline = time.monotonic() + args.timeout
+    everything: list[dict] = []
+    mine: list[dict] = []
+    last_error = None
+    while True:
+        try:
+            everything = read_events(api, "herald.")
+            last_error = None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last_error = exc
+        mine = [e for e in everything if (e.get("resource") or {}).get("prefect.resource.id") == agent]
+        if ready(mine) or time.monotonic() >= deadline:
+            break
+        if args.phase == "running" and not alive(args.pid):
+            print(f"# herald (pid {args.pid}) is gone; not waiting any longer", flush=True)
+            # One last read: what it sent before dying may just be visible.
+            time.sleep(6)
+            try:
+                everything = read_events(api, "herald.")
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                last_error = exc
+            mine = [e for e in everything if (e.get("resource") or {}).get("prefect.resource.id") == agent]
+            break
+        time.sleep(0.5)
+
+    if last_error is not None:
+        print(f"# last read of {api}/events/filter failed: {last_error}", flush=True)
+    names: dict[str, int] = {}
+    for e in everything:
+        key = f"{e.get('event')} on {(e.get('resource') or {}).get('prefect.resource.id')}"
+        names[key] = names.get(key, 0) + 1
+    print(f"# read back {len(everything)} herald.* events: {json.dumps(names, sort_keys=True)}", flush=True)
+
+    checks = Checks()
+    if args.phase == "running":
+        started = named(mine, "herald.agent.started")
+        beats = named(mine, "herald.agent.heartbeat")
+        checks.check(len(started) >= 1, f"herald.agent.started read back on {agent} (got {len(started)})")
+        checks.check(len(beats) >= 2, f"at least 2 herald.agent.heartbeat read back on {agent} (got {len(beats)})")
+        lifecycle = started + beats
+        without = [e.get("id") for e in lifecycle if not has_host(e, host)]
+        checks.check(
+            bool(lifecycle) and not without,
+            f"started and heartbeat events name related host {host}"
+            + (f" (missing on {without})" if without else ""),
+        )
+        payloads = [e.get("payload") or {} for e in started]
+        good = [pl for pl in payloads if pl.get("version") and pl.get("config_digest")]
+        checks.check(
+            bool(started) and len(good) == len(started),
+            "herald.agent.started payload has version and config_digest"
+            + ("" if good or not payloads else f" (payload {json.dumps(payloads[0])})"),
+        )
+        ids = [e.get("id") for e in everything]
+        checks.check(bool(ids) and len(ids) == len(set(ids)), f"all {len(ids)} event ids are unique")
+    else:
+        stopped = named(mine, "herald.agent.stopped")
+        checks.check(len(stopped) >= 1, f"herald.agent.stopped read back on {agent} (got {len(stopped)})")
+        checks.check(
+            bool(stopped) and all(has_host(e, host) for e in stopped),
+            f"herald.agent.stopped names related host {host}",
+        )
+    return 1 if checks.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

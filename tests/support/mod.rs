@@ -1,0 +1,54 @@
+//! Shared helpers for herald's integration tests: a scripted stand-in for
+//! Prefect's events endpoint ([`MockEndpoint`]), a handle on a running herald
+//! process ([`Herald`]), and small polling helpers.
+//!
+//! Every `tests/*.rs` that needs them says `mod support;`. Not every test uses
+//! every helper, hence `dead_code` and `unused_imports` (the re-exports below)
+//! are allowed for this module.
+//!
+//! Nothing here sleeps for a fixed time to let something happen: waits poll a
+//! condition until a deadline and, when it passes, panic with what was seen.
+#![allow(dead_code, unused_imports)]
+
+mod endpoint;
+pub mod prefect_rules;
+mod process;
+
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use endpoint::{MockEndpoint, Reply, Request, http_date};
+pub use process::{Finished, Herald, HeraldCommand, herald};
+
+/// How often the wait helpers look again. Short enough not to slow tests,
+/// long enough not to burn a core on a 2-core CI machine.
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it
+/// held. The condition is checked one last time at the deadline, so a slow
+/// machine that satisfies it exactly then still passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return condition();
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Writes `toml` to `dir/herald.toml` and returns its path.
+///
+/// # Panics
+/// If the file cannot be written (the test's own temp dir is broken).
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("herald.toml");
+    if let Err(e) = std::fs::write(&path, toml) {
+        panic!("cannot write test config {}: {e}", path.display());
+    }
+    path
+}
