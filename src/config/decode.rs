@@ -409,16 +409,16 @@ pub struct ConfigDuration(pub Duration);
 impl Decode for ConfigDuration {
     const EXPECTED: &'static str = "a duration like \"500ms\", \"10s\" or \"5m\"";
     fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
-        if let Raw::File(value) = raw {
-            if let DeValue::Integer(_) | DeValue::Float(_) = value.get_ref() {
-                value_mistake(
-                    dec,
-                    raw,
-                    format!("expected {}, found a bare number", Self::EXPECTED),
-                    Some("add a unit: ms, s, m, h or d".into()),
-                );
-                return None;
-            }
+        if let Raw::File(value) = raw
+            && let DeValue::Integer(_) | DeValue::Float(_) = value.get_ref()
+        {
+            value_mistake(
+                dec,
+                raw,
+                format!("expected {}, found a bare number", Self::EXPECTED),
+                Some("add a unit: ms, s, m, h or d".into()),
+            );
+            return None;
         }
         let text = decode_str(dec, raw, Self::EXPECTED)?;
         match parse_duration(&text) {
@@ -486,10 +486,10 @@ pub struct ByteSize(pub u64);
 impl Decode for ByteSize {
     const EXPECTED: &'static str = "a size like \"64MiB\" or a number of bytes";
     fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
-        if let Raw::File(value) = raw {
-            if let DeValue::Integer(_) = value.get_ref() {
-                return u64::decode(dec, raw).map(ByteSize);
-            }
+        if let Raw::File(value) = raw
+            && let DeValue::Integer(_) = value.get_ref()
+        {
+            return u64::decode(dec, raw).map(ByteSize);
         }
         let text = decode_str(dec, raw, Self::EXPECTED)?;
         match parse_size(&text) {

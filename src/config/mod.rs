@@ -350,20 +350,20 @@ fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
     let batch_max_events = t.or("batch_max_events", 500usize);
     let batch_max_bytes = t.or("batch_max_bytes", ByteSize(1 << 20));
     let batch_timeout = t.or("batch_timeout", ConfigDuration(Duration::from_millis(250)));
-    if !(1..=10_000).contains(&batch_max_events) {
-        if let Some(value) = t.value("batch_max_events") {
-            dec.error_at(
-                value.span(),
-                format!("batch_max_events must be from 1 to 10000, not {batch_max_events}"),
-                None,
-            );
-        }
+    if !(1..=10_000).contains(&batch_max_events)
+        && let Some(value) = t.value("batch_max_events")
+    {
+        dec.error_at(
+            value.span(),
+            format!("batch_max_events must be from 1 to 10000, not {batch_max_events}"),
+            None,
+        );
     }
     for (key, value) in [("timeout", timeout), ("batch_timeout", batch_timeout)] {
-        if value.0.is_zero() {
-            if let Some(raw) = t.value(key) {
-                dec.error_at(raw.span(), format!("{key} must be more than zero"), None);
-            }
+        if value.0.is_zero()
+            && let Some(raw) = t.value(key)
+        {
+            dec.error_at(raw.span(), format!("{key} must be more than zero"), None);
         }
     }
     let kind = match kind {
@@ -494,12 +494,11 @@ fn read_sources(t: Table<'_, '_, '_>) -> Vec<SourceConfig> {
                 claim(name);
             }
             let interval = h.get_at::<ConfigDuration>("interval");
-            if let Some(at) = &interval {
-                if at.value.0 < Duration::from_millis(100) {
-                    if let Some(span) = at.span.clone() {
-                        dec.error_at(span, "interval must be at least 100ms", None);
-                    }
-                }
+            if let Some(at) = &interval
+                && at.value.0 < Duration::from_millis(100)
+                && let Some(span) = at.span.clone()
+            {
+                dec.error_at(span, "interval must be at least 100ms", None);
             }
             h.finish();
             Some(SourceConfig::Heartbeat(HeartbeatConfig {
