@@ -275,3 +275,24 @@ fn shutdown_gives_up_after_the_grace_period() {
         agent.describe()
     );
 }
+
+#[test]
+fn json_logs_on_request() {
+    let mut agent = herald()
+        .arg("run")
+        .env("HERALD_LOG_FORMAT", "json")
+        .spawn();
+    let line = agent.wait_for_stderr_line(|l| l.contains("AgentStarted"), LIMIT);
+    agent.sigterm();
+    agent.wait_exit(LIMIT);
+    let log: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+    assert_eq!(log["level"], "INFO");
+    assert_eq!(log["message"], "AgentStarted");
+    for line in agent.stderr_lines() {
+        assert!(
+            serde_json::from_str::<Value>(&line).is_ok(),
+            "every log line is JSON: {line}"
+        );
+    }
+}
