@@ -1,18 +1,25 @@
 //! Wires the pipeline and runs it until told to stop.
 //!
 //! ```text
-//! sources ──Observation──▶ mapper task ──Mapped──▶ sink task ──▶ endpoint
-//!        (bounded channel)            (bounded channel)
+//! sources ─Observation─▶ mapper ─Mapped─▶ appender ─▶ queue ─▶ sender ─▶ endpoint
+//!        (bounded)              (bounded)   │ durable           │ ack after 2xx
+//!                                           ▼                   ▼
+//!                              sources' checkpoints      ledger, segments freed
 //! ```
 //!
-//! Start-up is linear and logged. Shutdown runs in order: stop the
-//! sources, announce `herald.agent.stopped`, let the mapper drain, let the
-//! sink flush; all of it within `shutdown_grace`, after which herald says
-//! what it left behind and exits anyway. This module owns ordering and
-//! lifetimes, not what any stage does.
+//! Start-up is linear and logged: lock the data_dir, open (and recover) the
+//! queue, build the sink, then start the stages. Shutdown runs in order:
+//! stop the sources, announce `herald.agent.stopped`, let the mapper and
+//! the appender drain into the queue (everything is durable from then on),
+//! close the queue, and let the sender flush what it can; all within
+//! `shutdown_grace`, after which herald says what it left queued and exits
+//! anyway. This module owns ordering and lifetimes, not what any stage does.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -20,24 +27,42 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, SinkConfig};
+use crate::config::{AgentConfig, Config, SinkConfig};
+use crate::data_dir::{DataDir, DataDirError};
 use crate::identity::{Identity, VERSION};
 use crate::mapping::{Mapped, Mapper};
 use crate::metrics::Stats;
 use crate::observation::Observation;
+use crate::queue::{Queue, QueueError, Reader, Record};
+use crate::sink::retry::Backoff;
 use crate::sink::{Sink, SinkError};
-use crate::sources::{self, Emitter};
+use crate::sources::{self, Emitter, SourceContext};
 
-/// Observations waiting for the mapper.
-const OBSERVATION_CHANNEL: usize = 1024;
-/// Events waiting for the sink.
-const EVENT_CHANNEL: usize = 4096;
-/// The name the agent's own lifecycle observations carry as their source.
+/// Batches of observations waiting for the mapper. Sources keep batches
+/// to a chunk read, so this bounds memory as well as count.
+const OBSERVATION_CHANNEL: usize = 8;
+/// Batches of events waiting to be appended to the queue.
+const EVENT_CHANNEL: usize = 8;
+/// Most events in one queue append (one write, one fdatasync).
+const APPEND_BATCH: usize = 1000;
+/// The name the agent's own observations carry as their source.
 const AGENT_SOURCE: &str = "agent";
+/// How often the agent looks for events the full queue dropped.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+/// First and longest wait between attempts to resend a batch.
+const RETRY_INITIAL: Duration = Duration::from_millis(250);
+const RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The data_dir cannot be used (another agent holds it, or it cannot
+    /// be created).
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The queue cannot be opened.
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] QueueError),
     /// The sink could not be built.
     #[error("cannot start the sink: {0}")]
     Sink(#[from] SinkError),
@@ -48,16 +73,17 @@ pub enum AgentError {
 pub struct Summary {
     /// Events the endpoint accepted.
     pub events_sent: u64,
-    /// Events that failed to send.
-    pub events_failed: u64,
+    /// Send attempts that failed (their events stay queued and are retried).
+    pub send_failures: u64,
+    /// Events still queued at exit, to be sent by the next run.
+    pub left_queued: u64,
     /// Whether the drain finished within the grace period.
     pub drained: bool,
 }
 
 /// Runs the agent until `shutdown` resolves (a signal, or a test saying
-/// stop), then drains within the grace period.
-///
-/// `shutdown` resolves to the reason, which goes in the stopped event.
+/// stop), then drains within the grace period. `shutdown` resolves to the
+/// reason, which goes in the stopped event.
 ///
 /// # Errors
 /// [`AgentError`] when a stage cannot be started; nothing was sent then.
@@ -67,12 +93,18 @@ pub async fn run(
     shutdown: impl Future<Output = String>,
 ) -> Result<Summary, AgentError> {
     let started = Instant::now();
+    let data_dir = open_data_dir(&config.agent, env)?;
+    let (queue, _recovery) = Queue::open(&data_dir.queue_dir(), config.queue)?;
+    let reader = queue.reader()?;
     let identity = Identity::discover(config.agent.hostname.as_deref(), &config.agent.labels, env);
     let sink = Sink::from_config(&config.sink)?;
+    let backlog = queue.metrics().depth_events;
     info!(
         version = VERSION,
         config = %config.location,
         digest = %config.digest,
+        data_dir = %data_dir.path().display(),
+        queued = backlog,
         resource = identity.agent.id(),
         sink = %sink.describe(),
         sources = config.sources.len(),
@@ -88,7 +120,21 @@ pub async fn run(
         event_tx,
         stats.clone(),
     ));
-    let sink_task = tokio::spawn(send_all(sink, config.sink.clone(), event_rx, stats.clone()));
+    let max_append_bytes = usize::try_from(config.queue.max_bytes / 4).unwrap_or(usize::MAX);
+    let appender = tokio::spawn(append_all(
+        queue.clone(),
+        max_append_bytes,
+        event_rx,
+        stats.clone(),
+    ));
+    let stop_sending = CancellationToken::new();
+    let sender = tokio::spawn(send_all(
+        sink,
+        config.sink.clone(),
+        reader,
+        stats.clone(),
+        stop_sending.clone(),
+    ));
 
     let emitter = Emitter::new(observation_tx);
     let agent_source: Arc<str> = Arc::from(AGENT_SOURCE);
@@ -96,13 +142,24 @@ pub async fn run(
         .with("version", VERSION)
         .with("config_digest", config.digest.clone())
         .with("config", config.location.to_string())
-        .with("pid", std::process::id());
+        .with("pid", std::process::id())
+        .with("queued_from_before", backlog);
     // The pipeline was just built and nothing can have closed it yet.
     let _ = emitter.emit(started_event).await;
 
-    let cancel_sources = CancellationToken::new();
+    let stop_sources = CancellationToken::new();
     let tracker = TaskTracker::new();
-    sources::spawn_all(&config.sources, &emitter, &cancel_sources, &tracker);
+    let context = SourceContext {
+        state_dir: data_dir.state_dir(),
+        hostname: identity.hostname.clone(),
+    };
+    sources::spawn_all(&config.sources, &context, &emitter, &stop_sources, &tracker);
+    tracker.spawn(report_drops(
+        queue.clone(),
+        agent_source.clone(),
+        emitter.clone(),
+        stop_sources.clone(),
+    ));
     tracker.close();
     info!("AgentStarted");
 
@@ -111,7 +168,7 @@ pub async fn run(
     info!(reason = %reason, grace = ?grace, "AgentStopping");
     let deadline = Instant::now() + grace;
 
-    cancel_sources.cancel();
+    stop_sources.cancel();
     let drained = tokio::time::timeout_at(deadline, async {
         tracker.wait().await;
         let stopped = Observation::new(agent_source, "agent.stopped")
@@ -124,107 +181,292 @@ pub async fn run(
         if let Err(e) = mapper.await {
             error!(stage = "mapping", error = %e, "MapperFailed");
         }
-        if let Err(e) = sink_task.await {
-            error!(stage = "sending", error = %e, "SinkFailed");
+        if let Err(e) = appender.await {
+            error!(stage = "queueing", error = %e, "AppenderFailed");
+        }
+        // Everything accepted is durable now. Closing lets the sender
+        // drain what is left and then stop.
+        if let Err(e) = queue.clone().close().await {
+            error!(stage = "queueing", error = %e, "QueueCloseFailed");
+        }
+        if let Err(e) = sender.await {
+            error!(stage = "sending", error = %e, "SenderFailed");
         }
     })
     .await
     .is_ok();
+    stop_sending.cancel();
 
     let summary = Summary {
         events_sent: Stats::get(&stats.events_sent),
-        events_failed: Stats::get(&stats.events_failed),
+        send_failures: Stats::get(&stats.batches_failed),
+        left_queued: queue.metrics().depth_events,
         drained,
     };
     if drained {
         info!(
             events_sent = summary.events_sent,
-            events_failed = summary.events_failed,
+            send_failures = summary.send_failures,
+            left_queued = summary.left_queued,
             "AgentStopped"
         );
     } else {
         warn!(
             grace = ?grace,
             events_sent = summary.events_sent,
-            "ShutdownGraceExpired: exiting with events still in the pipeline"
+            left_queued = summary.left_queued,
+            "ShutdownGraceExpired: unsent events stay queued for the next start"
         );
     }
     Ok(summary)
+}
+
+/// Locks the configured data_dir. The default (`/var/lib/herald`) falls
+/// back to a per-user directory when it cannot be created, so that a first
+/// `herald run` without root works; a configured one never moves.
+fn open_data_dir(
+    agent: &AgentConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<DataDir, DataDirError> {
+    match DataDir::open(&agent.data_dir) {
+        Err(DataDirError::Io { source, .. })
+            if agent.data_dir_is_default
+                && source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            let Some(fallback) = user_state_dir(env) else {
+                return DataDir::open(&agent.data_dir);
+            };
+            warn!(
+                wanted = %agent.data_dir.display(),
+                using = %fallback.display(),
+                "DataDirFallback: no permission for the default data_dir; set [agent] data_dir to choose"
+            );
+            DataDir::open(&fallback)
+        }
+        other => other,
+    }
+}
+
+/// The data_dir an agent with this config uses, for commands that read it
+/// while the agent is stopped: the configured one, or for the default, the
+/// per-user fallback when only that exists.
+pub fn existing_data_dir(agent: &AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if agent.data_dir_is_default
+        && !agent.data_dir.exists()
+        && let Some(fallback) = user_state_dir(env).filter(|dir| dir.exists())
+    {
+        return fallback;
+    }
+    agent.data_dir.clone()
+}
+
+/// `$XDG_STATE_HOME/herald`, else `~/.local/state/herald`.
+fn user_state_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let non_empty = |name| env(name).filter(|v: &String| !v.is_empty());
+    non_empty("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .map(|base| base.join("herald"))
 }
 
 /// The mapper stage: observations in, serialized events out. A bad
 /// observation is counted and logged; the stage carries on.
 async fn map_all(
     mapper: Mapper,
-    mut observations: mpsc::Receiver<Observation>,
-    events: mpsc::Sender<Mapped>,
+    mut observations: mpsc::Receiver<Vec<Observation>>,
+    events: mpsc::Sender<Vec<Mapped>>,
     stats: Arc<Stats>,
 ) {
-    while let Some(observation) = observations.recv().await {
-        Stats::add(&stats.observations, 1);
-        match mapper.map(observation) {
-            Ok(mapped) => {
-                if events.send(mapped).await.is_err() {
-                    return;
+    while let Some(batch) = observations.recv().await {
+        Stats::add(&stats.observations, batch.len() as u64);
+        let mut mapped = Vec::with_capacity(batch.len());
+        for observation in batch {
+            match mapper.map(observation) {
+                Ok(event) => mapped.push(event),
+                Err(e) => {
+                    Stats::add(&stats.unmappable, 1);
+                    warn!(stage = "mapping", source = %e.source_name, kind = %e.kind, rule = e.error.rule(), error = %e, "ObservationUnmappable");
                 }
             }
+        }
+        if !mapped.is_empty() && events.send(mapped).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The appender stage: takes whatever events are waiting (up to
+/// [`APPEND_BATCH`] events and a quarter of the queue's size), appends them
+/// in one call, and once that append is durable releases the sources'
+/// checkpoints. While one append is being synced the next batch gathers in
+/// the channel, so under load each fsync covers many events. A failed
+/// append (a full disk) is retried with backoff, holding the events: the
+/// sources wait rather than lose them.
+async fn append_all(
+    queue: Queue,
+    max_append_bytes: usize,
+    mut events: mpsc::Receiver<Vec<Mapped>>,
+    stats: Arc<Stats>,
+) {
+    let mut pending: VecDeque<Mapped> = VecDeque::new();
+    let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_CAP);
+    loop {
+        if pending.is_empty() {
+            let Some(first) = events.recv().await else {
+                return;
+            };
+            pending.extend(first);
+        }
+        while pending.len() < APPEND_BATCH {
+            match events.try_recv() {
+                Ok(more) => pending.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut bytes = 0;
+        let take = pending
+            .iter()
+            .take(APPEND_BATCH)
+            .take_while(|event| {
+                bytes += event.json.len();
+                bytes <= max_append_bytes
+            })
+            .count()
+            .max(1);
+        // The append owns its records; the originals stay in `pending`
+        // until it succeeded, so a failure retries the same bytes.
+        let records: Vec<Vec<u8>> = pending.iter().take(take).map(|e| e.json.clone()).collect();
+        match queue.append(records).await {
+            Ok(_) => {
+                backoff.reset();
+                Stats::add(&stats.events_queued, take as u64);
+                for event in pending.drain(..take) {
+                    if let Some(callback) = event.on_durable {
+                        callback.fire();
+                    }
+                }
+            }
+            Err(QueueError::Closed) => return,
             Err(e) => {
-                Stats::add(&stats.unmappable, 1);
-                warn!(stage = "mapping", source = %e.source_name, kind = %e.kind, rule = e.error.rule(), error = %e, "ObservationUnmappable");
+                let delay = backoff.next_delay();
+                Stats::add(&stats.append_failures, 1);
+                error!(stage = "queueing", events = take, error = %e, retry_in = ?delay, "QueueAppendFailed: sources wait until it succeeds");
+                tokio::time::sleep(delay).await;
             }
         }
     }
 }
 
-/// The sink stage: gathers events into batches (by count, bytes and a
-/// short timeout) and sends each. Until the disk queue lands, a batch that
-/// fails is logged and counted, not retried.
+/// Emits `herald.agent.events-dropped` when a full queue with
+/// `when_full = "drop_oldest"` dropped events since the last look.
+async fn report_drops(queue: Queue, source: Arc<str>, emitter: Emitter, cancel: CancellationToken) {
+    let mut ticks = tokio::time::interval(DROP_REPORT_EVERY);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let dropped = queue.take_dropped();
+        if dropped == 0 {
+            continue;
+        }
+        warn!(
+            stage = "queueing",
+            dropped, "EventsDropped: the queue was full (when_full = drop_oldest)"
+        );
+        let observation = Observation::new(source.clone(), "agent.events-dropped")
+            .with("count", dropped)
+            .with("reason", "queue full (when_full = drop_oldest)");
+        if emitter.emit(observation).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The sender stage: reads batches from the queue in order (by count,
+/// bytes and a short timeout), sends each until the endpoint takes it, and
+/// acks it. A failing endpoint is retried with backoff for as long as it
+/// takes: the queue holds the events. Stops when the queue is closed and
+/// drained, or when `stop` fires (the grace period ran out).
 async fn send_all(
     mut sink: Sink,
     config: SinkConfig,
-    mut events: mpsc::Receiver<Mapped>,
+    mut reader: Reader,
     stats: Arc<Stats>,
+    stop: CancellationToken,
 ) {
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(config.batch_max_events);
-    let mut callbacks = Vec::new();
-    let mut open = true;
-    while open {
-        let Some(first) = events.recv().await else {
-            break;
+    let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_CAP);
+    loop {
+        let batch = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            batch = gather(&mut reader, &config) => batch,
         };
-        let mut bytes = first.json.len();
-        batch.push(first.json);
-        callbacks.extend(first.on_durable);
-        let deadline = Instant::now() + config.batch_timeout;
-        while batch.len() < config.batch_max_events && bytes < config.batch_max_bytes {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(next)) => {
-                    bytes += next.json.len();
-                    batch.push(next.json);
-                    callbacks.extend(next.on_durable);
+        let batch = match batch {
+            Ok(batch) if batch.is_empty() => return,
+            Ok(batch) => batch,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                error!(stage = "sending", error = %e, retry_in = ?delay, "QueueReadFailed");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(delay) => continue,
                 }
-                Ok(None) => {
-                    open = false;
+            }
+        };
+        let last = batch.last().map_or(0, |r| r.seq);
+        let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_ref()).collect();
+        loop {
+            let sent = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                sent = sink.send(&payloads) => sent,
+            };
+            match sent {
+                Ok(()) => {
+                    backoff.reset();
+                    Stats::add(&stats.events_sent, payloads.len() as u64);
                     break;
                 }
-                Err(_) => break,
-            }
-        }
-        let n = batch.len() as u64;
-        match sink.send(&batch).await {
-            Ok(()) => {
-                Stats::add(&stats.events_sent, n);
-                for callback in callbacks.drain(..) {
-                    callback.fire();
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    Stats::add(&stats.batches_failed, 1);
+                    error!(stage = "sending", events = payloads.len(), attempt = backoff.attempts(), error = %e, retry_in = ?delay, "BatchSendFailed: will retry");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
                 }
             }
-            Err(e) => {
-                Stats::add(&stats.events_failed, n);
-                Stats::add(&stats.batches_failed, 1);
-                callbacks.clear();
-                error!(stage = "sending", events = n, error = %e, "BatchSendFailed: these events are lost (no disk queue yet)");
-            }
         }
-        batch.clear();
+        if let Err(e) = reader.ack(last).await {
+            error!(stage = "sending", seq = last, error = %e, "QueueAckFailed: these events may be sent again after a restart");
+        }
     }
+}
+
+/// One batch: what is queued now, topped up for at most `batch_timeout`
+/// when it is not full. Empty only when the queue is closed and drained.
+async fn gather(reader: &mut Reader, config: &SinkConfig) -> Result<Vec<Record>, QueueError> {
+    let mut batch = reader
+        .next_batch(config.batch_max_events, config.batch_max_bytes)
+        .await?;
+    let mut bytes: usize = batch.iter().map(|r| r.payload.len()).sum();
+    let deadline = Instant::now() + config.batch_timeout;
+    while !batch.is_empty()
+        && batch.len() < config.batch_max_events
+        && bytes < config.batch_max_bytes
+    {
+        let more = tokio::select! {
+            more = reader.next_batch(config.batch_max_events - batch.len(), config.batch_max_bytes - bytes) => more?,
+            () = tokio::time::sleep_until(deadline) => break,
+        };
+        if more.is_empty() {
+            break;
+        }
+        bytes += more.iter().map(|r| r.payload.len()).sum::<usize>();
+        batch.extend(more);
+    }
+    Ok(batch)
 }

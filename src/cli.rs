@@ -1,6 +1,7 @@
 //! The command line: `herald run` and `herald validate`. Each command
 //! returns the process exit code; `main` only parses and calls.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,6 +48,32 @@ pub enum Command {
     /// Check a configuration: exit 0 when valid, 78 with every mistake
     /// listed otherwise.
     Validate(ConfigArg),
+    /// Look at the disk queue (works while the agent is stopped, and while
+    /// it runs; changes nothing).
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+/// `herald queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Segments, depth, first and last unacked seq, oldest event's age.
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `herald queue inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Where the configuration is (its [agent] data_dir is used).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The data_dir to inspect, instead of the configured one.
+    #[arg(long, conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the first N unacked events as JSON lines on stdout (the
+    /// summary then goes to stderr).
+    #[arg(long, value_name = "N")]
+    pub dump: Option<usize>,
 }
 
 /// Where the configuration is.
@@ -67,6 +94,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(arg) => run(arg),
         Command::Validate(arg) => validate(arg),
+        Command::Queue(QueueCommand::Inspect(args)) => queue_inspect(args),
     }
 }
 
@@ -139,4 +167,50 @@ fn run(arg: ConfigArg) -> ExitCode {
             }
         }
     })
+}
+
+fn queue_inspect(args: InspectArgs) -> ExitCode {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => match load(&args.config) {
+            Ok(config) => crate::agent::existing_data_dir(&config.agent, &env),
+            Err(code) => return code,
+        },
+    };
+    let queue_dir = data_dir.join("queue");
+    if !queue_dir.is_dir() {
+        eprintln!("herald: no queue at {}", queue_dir.display());
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let inspection = match crate::queue::inspect(&queue_dir) {
+        Ok(inspection) => inspection,
+        Err(e) => {
+            eprintln!("herald: cannot inspect {}: {e}", queue_dir.display());
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let Some(n) = args.dump else {
+        print!("{inspection}");
+        return ExitCode::SUCCESS;
+    };
+    eprint!("{inspection}");
+    match crate::queue::unacked_records(&queue_dir, n) {
+        Ok(records) => {
+            let mut out = std::io::stdout().lock();
+            for record in records {
+                let written = out
+                    .write_all(&record.payload)
+                    .and_then(|()| out.write_all(b"\n"));
+                if written.is_err() {
+                    // stdout closed (a pager quit): nothing left to do.
+                    break;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald: cannot read {}: {e}", queue_dir.display());
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }

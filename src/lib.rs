@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod event;
 pub mod identity;
 pub mod logging;

@@ -12,12 +12,15 @@ pub struct Stats {
     /// Observations that could not become a valid event
     /// (`herald_events_unmappable_total`).
     pub unmappable: AtomicU64,
+    /// Events made durable in the queue (`herald_events_queued_total`).
+    pub events_queued: AtomicU64,
+    /// Queue appends that failed and were retried
+    /// (`herald_append_failures_total`).
+    pub append_failures: AtomicU64,
     /// Events the endpoint accepted (`herald_events_sent_total`).
     pub events_sent: AtomicU64,
-    /// Events in batches the endpoint did not accept
-    /// (`herald_events_failed_total`).
-    pub events_failed: AtomicU64,
-    /// Batches that failed to send (`herald_batches_failed_total`).
+    /// Send attempts that failed and will be retried
+    /// (`herald_batches_failed_total`).
     pub batches_failed: AtomicU64,
 }
 

@@ -220,7 +220,7 @@ fn prefect_api_url_alone_selects_the_http_sink() {
 }
 
 #[test]
-fn a_failed_send_is_logged_and_counted_and_the_agent_carries_on() {
+fn a_failed_send_is_logged_counted_and_retried_until_delivered() {
     let endpoint = MockEndpoint::start();
     endpoint.push_all([Reply::Status(500), Reply::Reset]);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -234,15 +234,22 @@ fn a_failed_send_is_logged_and_counted_and_the_agent_carries_on() {
         |l| l.contains("BatchSendFailed") && l.contains("request failed"),
         LIMIT,
     );
-    // Later batches go through.
-    endpoint.wait_for_events(1, LIMIT);
+    // The batch that failed twice is sent again, with the same bytes.
+    let accepted = endpoint.wait_for_events(1, LIMIT);
+    let posts = endpoint.event_posts();
+    assert_eq!(
+        posts[0].body, posts[2].body,
+        "the retry resends the same batch"
+    );
+    assert_eq!(accepted[0]["event"], "herald.agent.started");
     agent.sigterm();
     assert_eq!(agent.wait_exit(LIMIT).code(), Some(0));
     let last = agent.wait_for_stderr_line(|l| l.contains("AgentStopped"), LIMIT);
     assert!(
-        !last.contains("events_failed=0"),
+        last.contains("send_failures=2"),
         "failures are counted: {last}"
     );
+    assert!(last.contains("left_queued=0"), "{last}");
 }
 
 #[test]
@@ -278,10 +285,7 @@ fn shutdown_gives_up_after_the_grace_period() {
 
 #[test]
 fn json_logs_on_request() {
-    let mut agent = herald()
-        .arg("run")
-        .env("HERALD_LOG_FORMAT", "json")
-        .spawn();
+    let mut agent = herald().arg("run").env("HERALD_LOG_FORMAT", "json").spawn();
     let line = agent.wait_for_stderr_line(|l| l.contains("AgentStarted"), LIMIT);
     agent.sigterm();
     agent.wait_exit(LIMIT);
@@ -295,4 +299,93 @@ fn json_logs_on_request() {
             "every log line is JSON: {line}"
         );
     }
+}
+
+#[test]
+fn a_second_agent_on_the_same_data_dir_exits_naming_the_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let mut first = herald()
+        .arg("run")
+        .env("HERALD_AGENT_DATA_DIR", &data_dir)
+        .spawn();
+    first.wait_for_stderr_line(|l| l.contains("AgentStarted"), LIMIT);
+    let second = herald()
+        .arg("run")
+        .env("HERALD_AGENT_DATA_DIR", &data_dir)
+        .run(LIMIT);
+    assert_eq!(second.code(), Some(1), "{}", second.stderr_text());
+    let expected = format!("(pid {})", first.pid());
+    assert!(
+        second.stderr_text().contains(&expected),
+        "the error names the holder {expected}:\n{}",
+        second.stderr_text()
+    );
+    assert!(second.stdout.is_empty(), "the second agent sent nothing");
+    first.sigterm();
+    assert_eq!(first.wait_exit(LIMIT).code(), Some(0));
+    // Once the first is gone, the data_dir is free again.
+    let mut third = herald()
+        .arg("run")
+        .env("HERALD_AGENT_DATA_DIR", &data_dir)
+        .spawn();
+    third.wait_for_stderr_line(|l| l.contains("AgentStarted"), LIMIT);
+    third.sigterm();
+    assert_eq!(third.wait_exit(LIMIT).code(), Some(0));
+}
+
+#[test]
+fn events_queued_while_the_endpoint_was_down_are_sent_by_the_next_run() {
+    let endpoint = MockEndpoint::start();
+    endpoint.stop();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let config = http_config(dir.path(), &endpoint.url(), "timeout = \"1s\"");
+    let mut first = herald()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("HERALD_AGENT_DATA_DIR", &data_dir)
+        .env("HERALD_AGENT_SHUTDOWN_GRACE", "500ms")
+        .spawn();
+    first.wait_for_stderr_line(|l| l.contains("BatchSendFailed"), LIMIT);
+    first.sigterm();
+    assert_eq!(
+        first.wait_exit(LIMIT).code(),
+        Some(0),
+        "{}",
+        first.describe()
+    );
+    let left = first.wait_for_stderr_line(|l| l.contains("ShutdownGraceExpired"), LIMIT);
+    assert!(!left.contains("left_queued=0"), "{left}");
+
+    endpoint.start_again();
+    let mut second = herald()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("HERALD_AGENT_DATA_DIR", &data_dir)
+        .spawn();
+    let stopped_before = |events: &[Value]| {
+        events
+            .iter()
+            .any(|e| e["event"] == "herald.agent.stopped" && e["payload"]["reason"] == "SIGTERM")
+    };
+    assert!(
+        wait_until(LIMIT, || stopped_before(&endpoint.accepted_events())),
+        "the first run's stopped event arrives through the second run\n{}",
+        endpoint.describe()
+    );
+    second.sigterm();
+    assert_eq!(second.wait_exit(LIMIT).code(), Some(0));
+    let events = endpoint.accepted_events();
+    assert_eq!(events[0]["event"], "herald.agent.started");
+    let started: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "herald.agent.started")
+        .collect();
+    assert_eq!(started.len(), 2, "one started event per run");
+    assert!(
+        started[1]["payload"]["queued_from_before"].as_u64() > Some(0),
+        "the second run says it found a backlog: {}",
+        started[1]
+    );
 }

@@ -361,9 +361,13 @@ fn process_helper_captures_output_and_scrubs_the_environment() {
         .filter(|l| l.starts_with("PREFECT_") || l.starts_with("RUST_LOG="))
         .collect();
     assert!(leaked.is_empty(), "leaked from the parent: {leaked:?}");
+    // The only HERALD_ variables are the test's own and the per-process
+    // data_dir the harness gives every herald.
     assert!(
-        env.iter()
-            .all(|l| !l.starts_with("HERALD_") || l == "HERALD_EXPLICIT=yes")
+        env.iter().all(|l| !l.starts_with("HERALD_")
+            || l == "HERALD_EXPLICIT=yes"
+            || l.starts_with("HERALD_AGENT_DATA_DIR=")),
+        "{env:?}"
     );
 }
 

@@ -16,12 +16,16 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use toml::de::DeTable;
 
+use crate::queue::{Durability, QueueConfig, WhenFull};
 use decode::{ByteSize, ConfigDuration, Decode, Decoder, EnvLookup, Raw, Table};
 pub use decode::{Mistake, Mistakes, Origin};
 
 /// The configuration herald runs with when it finds no file: a heartbeat
 /// and lifecycle events, sent to stdout unless `PREFECT_API_URL` is set.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// herald's state directory unless configured otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/herald";
 
 /// Where herald looks when neither `--config` nor `HERALD_CONFIG` is given.
 pub const SYSTEM_PATH: &str = "/etc/herald/herald.toml";
@@ -31,6 +35,8 @@ pub const SYSTEM_PATH: &str = "/etc/herald/herald.toml";
 pub struct Config {
     /// The agent itself: identity, state directory, shutdown.
     pub agent: AgentConfig,
+    /// The disk queue between mapping and the sink.
+    pub queue: QueueConfig,
     /// Where events go.
     pub sink: SinkConfig,
     /// What herald watches, in file order.
@@ -48,6 +54,10 @@ pub struct Config {
 pub struct AgentConfig {
     /// Root of herald's state: queue, checkpoints, dead letters.
     pub data_dir: PathBuf,
+    /// Whether `data_dir` is the default rather than configured: only the
+    /// default may fall back to a per-user directory when herald does not
+    /// run as root.
+    pub data_dir_is_default: bool,
     /// Overrides the host name used in resource ids.
     pub hostname: Option<String>,
     /// How long shutdown may take to drain and flush before herald exits
@@ -273,6 +283,7 @@ fn hex(bytes: &[u8]) -> String {
 fn read_document(dec: &Decoder<'_>, document: &DeTable<'_>) -> Option<Config> {
     let root = Table::root(dec, document);
     let agent = Table::single(&root, "agent").and_then(read_agent);
+    let queue = Table::single(&root, "queue").and_then(read_queue);
     let sink = Table::single(&root, "sink").and_then(read_sink);
     let sources = match root.value("sources") {
         Some(value) => Table::new(dec, value, "[sources]").map(read_sources),
@@ -281,6 +292,7 @@ fn read_document(dec: &Decoder<'_>, document: &DeTable<'_>) -> Option<Config> {
     root.finish();
     Some(Config {
         agent: agent?,
+        queue: queue?,
         sink: sink?,
         sources: sources?,
         location: Location::Embedded,
@@ -289,7 +301,7 @@ fn read_document(dec: &Decoder<'_>, document: &DeTable<'_>) -> Option<Config> {
 }
 
 fn read_agent(t: Table<'_, '_, '_>) -> Option<AgentConfig> {
-    let data_dir = t.or("data_dir", "/var/lib/herald".to_owned());
+    let data_dir = t.get::<String>("data_dir");
     let hostname = t.get_at::<String>("hostname");
     if let Some(at) = &hostname {
         check_resource_segment(t.decoder(), at, "hostname");
@@ -302,7 +314,10 @@ fn read_agent(t: Table<'_, '_, '_>) -> Option<AgentConfig> {
         .collect();
     t.finish();
     Some(AgentConfig {
-        data_dir: data_dir.into(),
+        data_dir_is_default: data_dir.is_none(),
+        data_dir: data_dir
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
+            .into(),
         hostname: hostname.map(|h| h.value),
         shutdown_grace: shutdown_grace.0,
         labels,
@@ -320,6 +335,125 @@ fn check_resource_segment(dec: &Decoder<'_>, at: &decode::At<String>, what: &str
                 None,
             ),
         }
+    }
+}
+
+fn read_queue(t: Table<'_, '_, '_>) -> Option<QueueConfig> {
+    let dec = t.decoder();
+    let defaults = QueueConfig::default();
+    let max_bytes = t.get_at::<ByteSize>("max_bytes");
+    let segment_bytes = t.get_at::<ByteSize>("segment_bytes");
+    let when_full = t.or("when_full", defaults.when_full);
+    let durability = t.get_at::<DurabilityKind>("durability");
+    let sync_interval = t.get_at::<ConfigDuration>("sync_interval");
+    let mut config = QueueConfig {
+        max_bytes: max_bytes
+            .as_ref()
+            .map_or(defaults.max_bytes, |at| at.value.0),
+        segment_bytes: segment_bytes
+            .as_ref()
+            .map_or(defaults.segment_bytes, |at| at.value.0),
+        when_full,
+        durability: defaults.durability,
+    };
+    let interval = sync_interval
+        .as_ref()
+        .map_or(Duration::from_millis(100), |at| at.value.0);
+    match durability.as_ref().map(|at| at.value) {
+        Some(DurabilityKind::Interval) => config.durability = Durability::Interval(interval),
+        Some(DurabilityKind::EveryBatch) | None => {
+            if let Some(at) = &sync_interval {
+                report(
+                    dec,
+                    at.span.clone(),
+                    "HERALD_QUEUE_SYNC_INTERVAL",
+                    "sync_interval applies only with durability = \"interval\"",
+                    Some("remove it, or set durability = \"interval\"".into()),
+                );
+            }
+        }
+    }
+    for (at, key, min) in [
+        (&max_bytes, "max_bytes", QueueConfig::MIN_MAX_BYTES),
+        (
+            &segment_bytes,
+            "segment_bytes",
+            QueueConfig::MIN_SEGMENT_BYTES,
+        ),
+    ] {
+        if let Some(at) = at
+            && at.value.0 < min
+        {
+            report(
+                dec,
+                at.span.clone(),
+                &format!("HERALD_QUEUE_{}", key.to_ascii_uppercase()),
+                format!("{key} must be at least {min} bytes, not {}", at.value.0),
+                None,
+            );
+        }
+    }
+    if let Some(at) = &sync_interval
+        && at.value.0.is_zero()
+    {
+        report(
+            dec,
+            at.span.clone(),
+            "HERALD_QUEUE_SYNC_INTERVAL",
+            "sync_interval must be more than zero",
+            None,
+        );
+    }
+    t.finish();
+    Some(config)
+}
+
+/// Records a mistake at a value's place in the file, or at the
+/// environment variable that overrode it.
+fn report(
+    dec: &Decoder<'_>,
+    span: Option<std::ops::Range<usize>>,
+    var: &str,
+    message: impl Into<String>,
+    hint: Option<String>,
+) {
+    match span {
+        Some(span) => dec.error_at(span, message, hint),
+        None => dec.error_env(var, message, hint),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum DurabilityKind {
+    EveryBatch,
+    Interval,
+}
+
+impl Decode for DurabilityKind {
+    const EXPECTED: &'static str = "\"every_batch\" or \"interval\"";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        one_of(
+            dec,
+            raw,
+            &[
+                ("every_batch", DurabilityKind::EveryBatch),
+                ("interval", DurabilityKind::Interval),
+            ],
+        )
+    }
+}
+
+impl Decode for WhenFull {
+    const EXPECTED: &'static str = "\"block\" or \"drop_oldest\"";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        one_of(
+            dec,
+            raw,
+            &[
+                ("block", WhenFull::Block),
+                ("drop_oldest", WhenFull::DropOldest),
+            ],
+        )
     }
 }
 

@@ -23,7 +23,6 @@ pub struct HttpSink {
     /// `{url}/events`.
     endpoint: Url,
     auth: Auth,
-    body: Vec<u8>,
 }
 
 enum Auth {
@@ -60,7 +59,6 @@ impl HttpSink {
             client,
             endpoint: events_url(url),
             auth,
-            body: Vec::new(),
         })
     }
 
@@ -79,23 +77,23 @@ impl HttpSink {
     /// # Errors
     /// [`SendError::Status`] for a non-2xx answer, [`SendError::Transport`]
     /// when no answer came.
-    pub async fn send(&mut self, batch: &[Vec<u8>]) -> Result<(), SendError> {
-        self.body.clear();
-        self.body
-            .reserve(batch.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
-        self.body.push(b'[');
+    pub async fn send<B: AsRef<[u8]>>(&mut self, batch: &[B]) -> Result<(), SendError> {
+        // Built fresh per batch: it moves into the request without a copy.
+        let mut body =
+            Vec::with_capacity(batch.iter().map(|e| e.as_ref().len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
         for (i, event) in batch.iter().enumerate() {
             if i > 0 {
-                self.body.push(b',');
+                body.push(b',');
             }
-            self.body.extend_from_slice(event);
+            body.extend_from_slice(event.as_ref());
         }
-        self.body.push(b']');
+        body.push(b']');
         let mut request = self
             .client
             .post(self.endpoint.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(self.body.clone());
+            .body(body);
         request = match &self.auth {
             Auth::None => request,
             Auth::Bearer(key) => request.bearer_auth(key.expose()),

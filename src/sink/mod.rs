@@ -4,6 +4,7 @@
 //! acknowledgement) is the agent's business, not the sink's.
 
 pub mod http;
+pub mod retry;
 pub mod stdout;
 
 use crate::config::{SinkConfig, SinkKind};
@@ -35,7 +36,7 @@ impl Sink {
     /// # Errors
     /// [`SendError`] when the batch was not delivered; nothing of it should
     /// be assumed stored.
-    pub async fn send(&mut self, batch: &[Vec<u8>]) -> Result<(), SendError> {
+    pub async fn send<B: AsRef<[u8]>>(&mut self, batch: &[B]) -> Result<(), SendError> {
         match self {
             Sink::Stdout(sink) => sink.send(batch).await,
             Sink::Http(sink) => sink.send(batch).await,

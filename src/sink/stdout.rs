@@ -20,10 +20,10 @@ impl StdoutSink {
     ///
     /// # Errors
     /// [`SendError::Io`] when stdout is closed or full.
-    pub async fn send(&mut self, batch: &[Vec<u8>]) -> Result<(), SendError> {
+    pub async fn send<B: AsRef<[u8]>>(&mut self, batch: &[B]) -> Result<(), SendError> {
         self.buffer.clear();
         for event in batch {
-            self.buffer.extend_from_slice(event);
+            self.buffer.extend_from_slice(event.as_ref());
             self.buffer.push(b'\n');
         }
         // One write of a few KiB to a pipe or terminal: not worth a

@@ -1,10 +1,12 @@
 //! The sources: what herald watches. Each runs as its own task, hands
 //! [`Observation`]s to the mapper through a bounded channel, and stops when
 //! its cancellation token fires. A full channel makes a source wait, which
-//! is how back-pressure reaches it.
+//! is how back-pressure reaches it. The channel carries batches, so a busy
+//! source (a log file) pays one hand-off per chunk read, not per line.
 
 pub mod heartbeat;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -17,21 +19,33 @@ use crate::observation::Observation;
 /// Where a source sends what it sees.
 #[derive(Clone)]
 pub struct Emitter {
-    tx: mpsc::Sender<Observation>,
+    tx: mpsc::Sender<Vec<Observation>>,
 }
 
 impl Emitter {
     /// Wraps the mapper's input channel.
-    pub fn new(tx: mpsc::Sender<Observation>) -> Self {
+    pub fn new(tx: mpsc::Sender<Vec<Observation>>) -> Self {
         Emitter { tx }
     }
 
-    /// Sends an observation, waiting while the pipeline is full.
+    /// Sends one observation, waiting while the pipeline is full.
     ///
     /// # Errors
     /// [`Closed`] when the pipeline has shut down; the source should stop.
     pub async fn emit(&self, observation: Observation) -> Result<(), Closed> {
-        self.tx.send(observation).await.map_err(|_| Closed)
+        self.emit_batch(vec![observation]).await
+    }
+
+    /// Sends observations in one hand-off, in order, waiting while the
+    /// pipeline is full. Keep batches bounded (a chunk read, not a file).
+    ///
+    /// # Errors
+    /// [`Closed`] when the pipeline has shut down; the source should stop.
+    pub async fn emit_batch(&self, observations: Vec<Observation>) -> Result<(), Closed> {
+        if observations.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(observations).await.map_err(|_| Closed)
     }
 }
 
@@ -40,13 +54,25 @@ impl Emitter {
 #[error("the pipeline is closed")]
 pub struct Closed;
 
+/// What every source may need from the agent besides its own config.
+#[derive(Clone, Debug)]
+pub struct SourceContext {
+    /// `<data_dir>/state`: where sources keep checkpoints and known state
+    /// (each source in files named after itself).
+    pub state_dir: PathBuf,
+    /// The host name used in resource ids.
+    pub hostname: String,
+}
+
 /// Starts every configured source on `tracker`.
 pub fn spawn_all(
     sources: &[SourceConfig],
+    context: &SourceContext,
     emitter: &Emitter,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) {
+    let _ = context;
     for source in sources {
         let emitter = emitter.clone();
         let cancel = cancel.clone();

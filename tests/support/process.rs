@@ -131,6 +131,10 @@ impl HeraldCommand {
             }
         }
         cmd.env("NO_PROXY", LOOPBACK).env("no_proxy", LOOPBACK);
+        // Every herald gets its own data_dir (two agents may not share one,
+        // and tests run in parallel); this overrides a config file's
+        // `data_dir`, and a test that needs another sets this variable.
+        cmd.env("HERALD_AGENT_DATA_DIR", cwd.join("data"));
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         cmd.stdin(if self.stdin.is_some() {
             Stdio::piped()

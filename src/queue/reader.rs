@@ -1,0 +1,363 @@
+//! The reader: hands out records in seq order and moves the ack point.
+//!
+//! It reads only what the writer has published, straight from the segment
+//! files (the page cache makes fresh data cheap), on the blocking pool.
+//! Each batch is read with one positional read into one buffer, and the
+//! records' payloads are slices of it, so a payload is copied once from the
+//! kernel and never again. All of its state changes happen after its last
+//! `.await`, which is what makes `next_batch` safe to cancel.
+
+use std::collections::VecDeque;
+use std::io;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::QueueError;
+use super::record::{self, Decoded, HEADER_LEN};
+use super::segment::{self, Window};
+use super::state::{Core, Counters, lock};
+use super::storage::ReadFile;
+
+/// The most one batch reads at once, whatever `max_bytes` asks for.
+const READ_CAP: u64 = 32 * 1024 * 1024;
+
+/// One record handed to the reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its sequence number, stable across restarts.
+    pub seq: u64,
+    /// The bytes that were appended.
+    pub payload: Bytes,
+}
+
+/// The queue's single consumer. Dropping it lets [`super::Queue::reader`]
+/// hand out a new one, which starts again at the ack point.
+pub struct Reader {
+    core: Arc<Core>,
+    /// Logical position of the next byte to read.
+    pos: u64,
+    /// Seq of the record before `pos`, to check the order of what follows.
+    prev_seq: u64,
+    /// Highest seq handed out; `ack` may not go beyond it.
+    last_read: u64,
+    /// Records handed out and not yet acked: seq and end position, so an
+    /// ack knows how far the head moves in bytes.
+    in_flight: VecDeque<(u64, u64)>,
+    /// The segment file last read, kept open across batches.
+    file: Option<(u64, Arc<dyn ReadFile>)>,
+}
+
+struct Plan {
+    first_seq: u64,
+    path: PathBuf,
+    base: u64,
+    offset: u64,
+    /// Readable bytes end here: the segment's end or the next known damage.
+    limit: u64,
+    seg_len: u64,
+    prev_seq: u64,
+}
+
+enum Step {
+    Read(Plan),
+    Wait,
+    Closed,
+    Moved,
+}
+
+enum Chunk {
+    Records {
+        bytes: Bytes,
+        /// Seq, payload range in `bytes`, end offset in the segment.
+        recs: Vec<(u64, Range<usize>, u64)>,
+    },
+    /// Damage the writer did not leave (the disk changed under us):
+    /// resume at this offset (or the segment's end), having lost records.
+    Damaged { resume: Option<u64>, lost: u64 },
+}
+
+impl Reader {
+    pub(crate) fn new(core: Arc<Core>) -> Reader {
+        let (pos, seq) = {
+            let s = lock(&core.shared);
+            (s.head_pos, s.head_seq)
+        };
+        Reader {
+            core,
+            pos,
+            prev_seq: seq,
+            last_read: seq,
+            in_flight: VecDeque::new(),
+            file: None,
+        }
+    }
+
+    /// Waits until at least one unread record exists and returns up to
+    /// `max_events` records whose payloads total at most `max_bytes` (at
+    /// least one record, however large). Returns an empty batch once the
+    /// queue is closed and everything published has been read.
+    ///
+    /// Cancellation-safe: if the future is dropped, no record is lost or
+    /// skipped; the next call returns the same records.
+    ///
+    /// # Errors
+    /// A segment could not be read.
+    pub async fn next_batch(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, QueueError> {
+        let max_events = max_events.max(1);
+        let core = self.core.clone();
+        loop {
+            let notified = core.data.notified();
+            tokio::pin!(notified);
+            // Registered before looking at the state, so a publish between
+            // the look and the await still wakes us.
+            notified.as_mut().enable();
+            let plan = match self.plan() {
+                Step::Read(plan) => plan,
+                Step::Moved => continue,
+                Step::Wait => {
+                    notified.await;
+                    continue;
+                }
+                Step::Closed => return Ok(Vec::new()),
+            };
+            let cached = self
+                .file
+                .as_ref()
+                .filter(|(seq, _)| *seq == plan.first_seq)
+                .map(|(_, f)| f.clone());
+            let storage = self.core.storage.clone();
+            let path = plan.path.clone();
+            let (offset, limit, seg_len, prev) =
+                (plan.offset, plan.limit, plan.seg_len, plan.prev_seq);
+            let task = tokio::task::spawn_blocking(move || {
+                let file = match cached {
+                    Some(file) => file,
+                    None => storage.open_read(&path)?,
+                };
+                let chunk =
+                    read_chunk(&*file, offset, limit, seg_len, max_events, max_bytes, prev)?;
+                Ok::<_, io::Error>((file, chunk))
+            });
+            let (file, chunk) = match task.await {
+                Ok(Ok(done)) => done,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+                    self.file = None;
+                    self.segment_vanished(&plan);
+                    continue;
+                }
+                Ok(Err(e)) => return Err(QueueError::io("read segment", &plan.path, e)),
+                Err(e) => {
+                    return Err(QueueError::io(
+                        "read segment",
+                        &plan.path,
+                        io::Error::other(e),
+                    ));
+                }
+            };
+            self.file = Some((plan.first_seq, file));
+            match chunk {
+                Chunk::Records { bytes, recs } => {
+                    let batch = self.take(&plan, &bytes, recs);
+                    if !batch.is_empty() {
+                        return Ok(batch);
+                    }
+                }
+                Chunk::Damaged { resume, lost } => {
+                    let resume = resume.unwrap_or(plan.seg_len);
+                    tracing::error!(
+                        path = %plan.path.display(), offset = plan.offset,
+                        bytes = resume - plan.offset, records = lost,
+                        "QueueCorruptRecordSkipped"
+                    );
+                    Counters::add(&self.core.counters.corrupt_skipped, lost);
+                    self.pos = plan.base + resume;
+                }
+            }
+        }
+    }
+
+    /// Decides what to read next, catching up with the head if acks or
+    /// drops moved it past us.
+    fn plan(&mut self) -> Step {
+        let s = lock(&self.core.shared);
+        if self.pos < s.head_pos {
+            self.pos = s.head_pos;
+        }
+        let prev_seq = self.prev_seq.max(s.head_seq);
+        let Some(seg) = s.segments.iter().find(|seg| seg.end() > self.pos) else {
+            return if s.closed { Step::Closed } else { Step::Wait };
+        };
+        if self.pos < seg.base {
+            self.pos = seg.base;
+        }
+        let offset = self.pos - seg.base;
+        if let Some(&(_, end)) = seg.skips.iter().find(|&&(s, e)| s <= offset && offset < e) {
+            self.pos = seg.base + end;
+            return Step::Moved;
+        }
+        let limit = seg
+            .skips
+            .iter()
+            .map(|&(s, _)| s)
+            .filter(|&s| s > offset)
+            .min()
+            .unwrap_or(seg.len);
+        Step::Read(Plan {
+            first_seq: seg.first_seq,
+            path: seg.path.clone(),
+            base: seg.base,
+            offset,
+            limit,
+            seg_len: seg.len,
+            prev_seq,
+        })
+    }
+
+    /// Turns decoded records into the batch, leaving out any the writer
+    /// dropped meanwhile.
+    fn take(
+        &mut self,
+        plan: &Plan,
+        bytes: &Bytes,
+        recs: Vec<(u64, Range<usize>, u64)>,
+    ) -> Vec<Record> {
+        let head_seq = lock(&self.core.shared).head_seq;
+        let mut batch = Vec::with_capacity(recs.len());
+        for (seq, payload, end) in recs {
+            self.pos = plan.base + end;
+            self.prev_seq = seq;
+            if seq <= head_seq {
+                continue;
+            }
+            self.in_flight.push_back((seq, plan.base + end));
+            self.last_read = seq;
+            batch.push(Record {
+                seq,
+                payload: bytes.slice(payload),
+            });
+        }
+        batch
+    }
+
+    /// The segment file is gone. If the head moved past it, that was
+    /// maintenance and the next plan skips it; if not, something outside
+    /// the queue removed it, and its records are lost.
+    fn segment_vanished(&mut self, plan: &Plan) {
+        let s = lock(&self.core.shared);
+        if s.head_pos >= plan.base + plan.seg_len {
+            return;
+        }
+        let next_first = s
+            .segments
+            .iter()
+            .find(|seg| seg.base > plan.base)
+            .map(|seg| seg.first_seq);
+        let lost = next_first.map_or(1, |n| n.saturating_sub(plan.prev_seq + 1).max(1));
+        tracing::error!(path = %plan.path.display(), records = lost, "QueueSegmentMissing");
+        Counters::add(&self.core.counters.corrupt_skipped, lost);
+        self.pos = plan.base + plan.seg_len;
+    }
+
+    /// Marks every record with seq <= `up_to` as delivered: persists the
+    /// ledger, frees room for blocked appends and deletes wholly acked
+    /// segments. Acking a seq at or below the ack point does nothing.
+    ///
+    /// # Errors
+    /// [`QueueError::AckBeyondRead`] if `up_to` was never handed out; an I/O
+    /// error if the ledger could not be written (the ack still counts in
+    /// memory, so only a restart before the next successful ack would
+    /// redeliver those records).
+    pub async fn ack(&mut self, up_to: u64) -> Result<(), QueueError> {
+        if up_to > self.last_read {
+            return Err(QueueError::AckBeyondRead {
+                up_to,
+                last_read: self.last_read,
+            });
+        }
+        let n = self.in_flight.partition_point(|&(seq, _)| seq <= up_to);
+        let passed: Vec<(u64, u64)> = self.in_flight.drain(..n).collect();
+        let events = lock(&self.core.shared).advance(&passed, up_to);
+        Counters::add(&self.core.counters.acked, events);
+        self.core.space.notify_all();
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || core.persist_and_trim())
+            .await
+            .map_err(|e| QueueError::io("persist ledger", &self.core.dir, io::Error::other(e)))?
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.core.reader_taken.store(false, Ordering::Release);
+    }
+}
+
+fn read_bytes(file: &dyn ReadFile, offset: u64, len: u64) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len as usize);
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf.freeze())
+}
+
+/// Reads records from `offset` up to `limit` (blocking).
+fn read_chunk(
+    file: &dyn ReadFile,
+    offset: u64,
+    limit: u64,
+    seg_len: u64,
+    max_events: usize,
+    max_bytes: usize,
+    prev_seq: u64,
+) -> io::Result<Chunk> {
+    let avail = limit - offset;
+    let want = (max_bytes as u64)
+        .saturating_add((max_events as u64).saturating_mul(HEADER_LEN as u64))
+        .clamp(HEADER_LEN as u64, READ_CAP)
+        .min(avail);
+    let mut bytes = read_bytes(file, offset, want)?;
+    let mut recs = Vec::new();
+    let (mut pos, mut total, mut prev) = (0, 0, prev_seq);
+    while recs.len() < max_events {
+        match record::decode(&bytes, pos) {
+            Decoded::Record { seq, payload, end } if seq > prev => {
+                if !recs.is_empty() && total + payload.len() > max_bytes {
+                    break;
+                }
+                total += payload.len();
+                prev = seq;
+                recs.push((seq, payload, offset + end as u64));
+                pos = end;
+            }
+            Decoded::Incomplete { needed } if recs.is_empty() && needed as u64 <= avail => {
+                // The first record is larger than what we read: read it whole.
+                bytes = read_bytes(file, offset, needed as u64)?;
+            }
+            _ if !recs.is_empty() => break,
+            _ => return damaged(file, offset, seg_len, prev_seq),
+        }
+    }
+    Ok(Chunk::Records { bytes, recs })
+}
+
+fn damaged(file: &dyn ReadFile, offset: u64, seg_len: u64, prev_seq: u64) -> io::Result<Chunk> {
+    let mut win = Window::new(file, seg_len);
+    let resume = segment::resync(&mut win, offset + 1, seg_len, prev_seq, offset)?;
+    let lost = match resume {
+        Some(at) => match win.get(at, HEADER_LEN)? {
+            Some(h) => record::split_header(h)
+                .2
+                .saturating_sub(prev_seq + 1)
+                .max(1),
+            None => 1,
+        },
+        None => 1,
+    };
+    Ok(Chunk::Damaged { resume, lost })
+}

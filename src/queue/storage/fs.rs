@@ -1,0 +1,102 @@
+//! [`Storage`] on the real file system (`std::fs`).
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{ReadFile, Storage, WriteFile};
+
+/// The real file system. Files are created 0600 and directories 0700, as
+/// the data_dir holds event contents that may be sensitive.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FsStorage;
+
+impl Storage for FsStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file()
+                && let Ok(name) = entry.file_name().into_string()
+            {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Box::new(FsFile(file)))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(FsFile(file)))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {
+        Ok(Arc::new(FsFile(File::open(path)?)))
+    }
+
+    fn times(&self, path: &Path) -> io::Result<(Option<SystemTime>, SystemTime)> {
+        let meta = fs::metadata(path)?;
+        Ok((meta.created().ok(), meta.modified()?))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// One open file; `append` relies on the file being opened with
+/// `O_APPEND` or positioned at its end, and `truncate` leaves an `O_APPEND`
+/// file writing at the new end.
+struct FsFile(File);
+
+impl WriteFile for FsFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)?;
+        // `create` does not use O_APPEND (so `truncate(true)` is allowed);
+        // move the cursor so the next append lands at the new end.
+        io::Seek::seek(&mut self.0, io::SeekFrom::Start(len)).map(|_| ())
+    }
+}
+
+impl ReadFile for FsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(&self.0, buf, offset)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}

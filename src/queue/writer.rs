@@ -1,0 +1,497 @@
+//! The writer thread: group commit, segment rollover, the full-queue
+//! policy, and turning failed writes back into a clean tail.
+//!
+//! One dedicated OS thread owns the active segment. It takes the first
+//! waiting append, gathers every other append already queued behind it,
+//! encodes them into one buffer, writes it with one call and syncs once,
+//! then publishes the records to the reader and answers every caller. While
+//! it syncs, new appends queue up and form the next group, so throughput
+//! grows with concurrency instead of paying one `fdatasync` per append.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use super::error::QueueError;
+use super::record::{self, HEADER_LEN};
+use super::segment;
+use super::state::{Core, Counters, SegmentState, lock};
+use super::storage::WriteFile;
+use super::{Appended, WhenFull};
+
+/// A group stops growing past this many bytes, which bounds the batch
+/// buffer; one larger append still goes in alone.
+const MAX_GROUP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What the queue's handles send to the writer.
+pub(crate) enum Msg {
+    Append(AppendReq),
+    Close(oneshot::Sender<Result<(), QueueError>>),
+}
+
+pub(crate) struct AppendReq {
+    pub records: Vec<Vec<u8>>,
+    /// Encoded size of all records.
+    pub bytes: u64,
+    pub reply: oneshot::Sender<Result<Appended, QueueError>>,
+}
+
+/// The segment being appended to.
+pub(crate) struct Active {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub file: Box<dyn WriteFile>,
+    pub len: u64,
+}
+
+pub(crate) struct Writer {
+    core: Arc<Core>,
+    rx: Receiver<Msg>,
+    active: Option<Active>,
+    next_seq: u64,
+    pending: VecDeque<AppendReq>,
+    /// The batch buffer, reused so a steady stream allocates nothing.
+    buf: Vec<u8>,
+    /// `durability = interval`: when the oldest unsynced write happened.
+    dirty_since: Option<Instant>,
+}
+
+/// How an append stands against `max_bytes`.
+enum Room {
+    Fits,
+    /// Write the group gathered so far first, then look again.
+    FlushFirst,
+    Closed,
+}
+
+impl Writer {
+    pub fn new(core: Arc<Core>, rx: Receiver<Msg>, active: Option<Active>, next_seq: u64) -> Self {
+        Writer {
+            core,
+            rx,
+            active,
+            next_seq,
+            pending: VecDeque::new(),
+            buf: Vec::new(),
+            dirty_since: None,
+        }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            let deadline = self
+                .dirty_since
+                .zip(self.core.limits.sync_interval)
+                .map(|(since, every)| since + every);
+            let msg = match deadline {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(msg) => Some(msg),
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.sync_dirty();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
+                }
+                None => self.rx.recv().ok(),
+            };
+            let Some(msg) = msg else {
+                // Every handle was dropped without `close`: behave like a
+                // crashed process (no more I/O), but let the reader finish.
+                self.stop();
+                return;
+            };
+            let mut close = None;
+            match msg {
+                Msg::Append(req) => self.pending.push_back(req),
+                Msg::Close(reply) => close = Some(reply),
+            }
+            // Group commit: whatever queued up while we were busy goes into
+            // the same write and sync.
+            while close.is_none() {
+                match self.rx.try_recv() {
+                    Ok(Msg::Append(req)) => self.pending.push_back(req),
+                    Ok(Msg::Close(reply)) => close = Some(reply),
+                    Err(_) => break,
+                }
+            }
+            while !self.pending.is_empty() {
+                self.write_group();
+            }
+            if let Some(reply) = close {
+                let result = self.finish();
+                self.stop();
+                let _ = reply.send(result);
+                return;
+            }
+        }
+    }
+
+    fn stop(&self) {
+        lock(&self.core.shared).closed = true;
+        self.core.data.notify_one();
+    }
+
+    fn finish(&mut self) -> Result<(), QueueError> {
+        if self.dirty_since.is_some()
+            && let Some(active) = &mut self.active
+        {
+            active
+                .file
+                .sync()
+                .map_err(|e| QueueError::io("sync segment", &active.path, e))?;
+            Counters::add(&self.core.counters.syncs, 1);
+            self.dirty_since = None;
+        }
+        Ok(())
+    }
+
+    /// `durability = interval`: the deadline passed, sync what was written.
+    fn sync_dirty(&mut self) {
+        let Some(active) = &mut self.active else {
+            self.dirty_since = None;
+            return;
+        };
+        match active.file.sync() {
+            Ok(()) => {
+                Counters::add(&self.core.counters.syncs, 1);
+                self.dirty_since = None;
+            }
+            Err(e) => {
+                tracing::error!(path = %active.path.display(), error = %e, "QueueSyncFailed");
+                // Try again one interval from now rather than spin.
+                self.dirty_since = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Takes appends from `pending` into one group and commits it.
+    fn write_group(&mut self) {
+        let limits = self.core.limits;
+        let mut group: Vec<(AppendReq, Appended)> = Vec::new();
+        self.buf.clear();
+        let mut seq = self.next_seq;
+        while let Some(req) = self.pending.front() {
+            let bytes = req.bytes;
+            if bytes > limits.max_bytes {
+                self.reject_front(QueueError::BatchTooLarge {
+                    bytes,
+                    max_bytes: limits.max_bytes,
+                });
+                continue;
+            }
+            let group_bytes = self.buf.len() as u64;
+            if !group.is_empty() && group_bytes + bytes > MAX_GROUP_BYTES {
+                break;
+            }
+            let seg_len = self.active.as_ref().map_or(0, |a| a.len);
+            if seg_len + group_bytes > 0 && seg_len + group_bytes + bytes > limits.segment_bytes {
+                // A group never spans segments: write what we have, then
+                // start the next segment with this append.
+                if !group.is_empty() {
+                    break;
+                }
+                self.roll();
+            }
+            match self.make_room(group_bytes + bytes, !group.is_empty()) {
+                Room::Fits => {}
+                Room::FlushFirst => break,
+                Room::Closed => {
+                    self.reject_front(QueueError::Closed);
+                    continue;
+                }
+            }
+            let Some(req) = self.pending.pop_front() else {
+                break;
+            };
+            let first_seq = seq;
+            for payload in &req.records {
+                record::encode_into(&mut self.buf, seq, payload);
+                seq += 1;
+            }
+            let appended = Appended {
+                first_seq,
+                last_seq: seq - 1,
+            };
+            group.push((req, appended));
+        }
+        if !group.is_empty() {
+            self.commit(group, seq);
+        }
+    }
+
+    fn reject_front(&mut self, err: QueueError) {
+        if let Some(req) = self.pending.pop_front() {
+            let _ = req.reply.send(Err(err));
+        }
+    }
+
+    /// Applies `when_full` so that `need` more bytes fit under `max_bytes`.
+    fn make_room(&mut self, need: u64, group_nonempty: bool) -> Room {
+        let core = self.core.clone();
+        let max = core.limits.max_bytes;
+        let mut s = lock(&core.shared);
+        if s.depth_bytes() + need <= max {
+            return Room::Fits;
+        }
+        if group_nonempty {
+            return Room::FlushFirst;
+        }
+        match core.limits.when_full {
+            WhenFull::Block => {
+                s.blocked += 1;
+                while s.depth_bytes() + need > max && !s.closing {
+                    s = core.space.wait(s).unwrap_or_else(|p| p.into_inner());
+                }
+                s.blocked -= 1;
+                if s.depth_bytes() + need > max {
+                    Room::Closed
+                } else {
+                    Room::Fits
+                }
+            }
+            WhenFull::DropOldest => {
+                let excess = s.depth_bytes() + need - max;
+                drop(s);
+                self.drop_oldest(excess);
+                Room::Fits
+            }
+        }
+    }
+
+    /// Moves the head past the oldest records until `excess` bytes are free,
+    /// counting them as dropped.
+    fn drop_oldest(&mut self, excess: u64) {
+        let (segments, head_pos, head_seq) = {
+            let s = lock(&self.core.shared);
+            let segs: Vec<SegmentState> = s
+                .segments
+                .iter()
+                .filter(|seg| seg.end() > s.head_pos)
+                .cloned()
+                .collect();
+            (segs, s.head_pos, s.head_seq)
+        };
+        let target = head_pos + excess;
+        let mut passed: Vec<(u64, u64)> = Vec::new();
+        let mut prev_seq = head_seq;
+        for (i, seg) in segments.iter().enumerate() {
+            let mut pos = head_pos.max(seg.base);
+            if pos >= target {
+                break;
+            }
+            // If a record cannot be read, give up on the rest of this
+            // segment: everything in it precedes the next segment's first
+            // seq, which is where the head then goes.
+            let next_first = segments.get(i + 1).map(|n| n.first_seq);
+            let gave_up = match self.core.storage.open_read(&seg.path) {
+                Ok(file) => {
+                    let mut win = segment::Window::new(&*file, seg.len);
+                    let mut ok = true;
+                    while pos < target && pos < seg.end() {
+                        let off = pos - seg.base;
+                        if let Some(&(_, end)) =
+                            seg.skips.iter().find(|&&(s, e)| s <= off && off < e)
+                        {
+                            pos = seg.base + end;
+                            continue;
+                        }
+                        match win.get(off, HEADER_LEN) {
+                            Ok(Some(h)) => {
+                                let (len, _, seq) = record::split_header(h);
+                                let end = off + HEADER_LEN as u64 + u64::from(len);
+                                if seq <= prev_seq || end > seg.len {
+                                    ok = false;
+                                    break;
+                                }
+                                prev_seq = seq;
+                                pos = seg.base + end;
+                                passed.push((seq, pos));
+                            }
+                            _ => {
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    !ok
+                }
+                Err(_) => true,
+            };
+            if gave_up {
+                tracing::warn!(path = %seg.path.display(), "QueueDropUnreadable");
+                let Some(next_first) = next_first else {
+                    break;
+                };
+                prev_seq = next_first - 1;
+                passed.push((prev_seq, seg.end()));
+            }
+        }
+        let Some(&(up_to, _)) = passed.last() else {
+            return;
+        };
+        let events = lock(&self.core.shared).advance(&passed, up_to);
+        Counters::add(&self.core.counters.dropped, events);
+        Counters::add(&self.core.counters.dropped_unreported, events);
+        tracing::warn!(events, up_to_seq = up_to, "QueueEventsDropped");
+        if let Err(e) = self.core.persist_and_trim() {
+            tracing::warn!(error = %e, "QueueLedgerWriteFailed");
+        }
+    }
+
+    /// Closes the active segment so the next append starts a new one.
+    fn roll(&mut self) {
+        if self.dirty_since.is_some() {
+            self.sync_dirty();
+        }
+        self.active = None;
+        self.dirty_since = None;
+        if let Err(e) = self.core.persist_and_trim() {
+            tracing::warn!(error = %e, "QueueLedgerWriteFailed");
+        }
+    }
+
+    fn create_segment(&mut self) -> Result<(), QueueError> {
+        let core = &self.core;
+        let first_seq = self.next_seq;
+        let path = core.dir.join(segment::file_name(first_seq));
+        let file = core
+            .storage
+            .create(&path)
+            .map_err(|e| QueueError::io("create segment", &path, e))?;
+        // The segment's name must be durable before any record in it is
+        // reported durable.
+        core.storage
+            .sync_dir(&core.dir)
+            .map_err(|e| QueueError::io("sync directory", &core.dir, e))?;
+        let mut s = lock(&core.shared);
+        let base = s.tail_pos;
+        s.segments.push_back(SegmentState {
+            first_seq,
+            path: path.clone(),
+            base,
+            len: 0,
+            skips: Vec::new(),
+        });
+        drop(s);
+        self.active = Some(Active {
+            first_seq,
+            path,
+            file,
+            len: 0,
+        });
+        Ok(())
+    }
+
+    /// Writes and (per `durability`) syncs the group's buffer, then publishes
+    /// and answers. On failure, cuts the segment back so no partial record
+    /// stays behind, and answers every caller with the error.
+    fn commit(&mut self, group: Vec<(AppendReq, Appended)>, next_seq: u64) {
+        if self.buf.is_empty() {
+            for (req, appended) in group {
+                let _ = req.reply.send(Ok(appended));
+            }
+            return;
+        }
+        if self.active.is_none()
+            && let Err(e) = self.create_segment()
+        {
+            tracing::warn!(error = %e, "QueueAppendFailed");
+            return fail_all(group, &e);
+        }
+        let Some(active) = self.active.as_mut() else {
+            return fail_all(group, &QueueError::Closed);
+        };
+        let sync_each = self.core.limits.sync_interval.is_none();
+        let before = active.len;
+        let result = active
+            .file
+            .append(&self.buf)
+            .map_err(|e| QueueError::io("append to segment", &active.path, e))
+            .and_then(|()| {
+                if sync_each {
+                    active
+                        .file
+                        .sync()
+                        .map_err(|e| QueueError::io("sync segment", &active.path, e))
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "QueueAppendFailed");
+            if let Err(te) = active.file.truncate(before) {
+                // The garbage stays past the published length, where the
+                // reader never looks; recovery cuts it. Appending after it
+                // would bury it mid-segment, so start a new segment.
+                tracing::warn!(path = %active.path.display(), error = %te, "QueueTruncateFailed");
+                self.active = None;
+                self.dirty_since = None;
+            }
+            return fail_all(group, &e);
+        }
+        active.len += self.buf.len() as u64;
+        let (first_seq, n) = (self.next_seq, next_seq - self.next_seq);
+        self.next_seq = next_seq;
+        if sync_each {
+            Counters::add(&self.core.counters.syncs, 1);
+        } else if self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+        {
+            let mut s = lock(&self.core.shared);
+            let active_first = active.first_seq;
+            let active_len = active.len;
+            if let Some(seg) = s.segments.back_mut()
+                && seg.first_seq == active_first
+            {
+                seg.len = active_len;
+            }
+            s.tail_pos += self.buf.len() as u64;
+            s.depth_events += n;
+            s.ages.mark(first_seq, SystemTime::now());
+        }
+        Counters::add(&self.core.counters.appended, n);
+        self.core.data.notify_one();
+        for (req, appended) in group {
+            let _ = req.reply.send(Ok(appended));
+        }
+        // A large buffer from one burst should not stay allocated forever.
+        if self.buf.capacity() > 2 * MAX_GROUP_BYTES as usize {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+fn fail_all(group: Vec<(AppendReq, Appended)>, err: &QueueError) {
+    for (req, _) in group {
+        let _ = req.reply.send(Err(copy_error(err)));
+    }
+}
+
+/// `QueueError` holds an `io::Error`, which is not `Clone`; every caller of
+/// a failed group gets its own copy with the same kind and message.
+fn copy_error(err: &QueueError) -> QueueError {
+    match err {
+        QueueError::Io { op, path, source } => QueueError::Io {
+            op,
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        QueueError::BatchTooLarge { bytes, max_bytes } => QueueError::BatchTooLarge {
+            bytes: *bytes,
+            max_bytes: *max_bytes,
+        },
+        _ => QueueError::Closed,
+    }
+}

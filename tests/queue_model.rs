@@ -1,0 +1,209 @@
+//! Model test: random appends, reads, acks, crashes and power cuts against
+//! a plain in-memory model of what the queue must hold.
+//!
+//! After every reopen the queue must yield exactly the unacked records, in
+//! order, with the seqs and bytes they were appended with. With
+//! `every_batch`, every append that resolved is durable, so a power cut
+//! (forgetting all unsynced writes and directory changes) must lose none of
+//! them either.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::queue::storage::MemStorage;
+use herald::queue::{Queue, QueueConfig, Reader, WhenFull};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Append a batch with these payload lengths.
+    Append(Vec<usize>),
+    /// Read up to this many records.
+    Read(usize),
+    /// Ack the records read so far, up to this fraction (0..=4 quarters).
+    Ack(u8),
+    /// Drop everything without closing, then reopen (process crash).
+    Crash,
+    /// Like `Crash`, but forgetting everything not synced (power cut).
+    PowerCut,
+    /// Close cleanly and reopen.
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => prop::collection::vec(prop_oneof![0usize..64, 64usize..3000], 0..6).prop_map(Op::Append),
+        4 => (1usize..12).prop_map(Op::Read),
+        3 => (0u8..=4).prop_map(Op::Ack),
+        1 => Just(Op::Crash),
+        1 => Just(Op::PowerCut),
+        1 => Just(Op::Restart),
+    ]
+}
+
+/// Distinct, checkable payload bytes for a record.
+fn payload(seq_hint: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq_hint.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8)
+        .collect()
+}
+
+/// Seq and length of each record: enough to read a failure, short enough
+/// to print.
+fn summary(records: &[(u64, Vec<u8>)]) -> Vec<(u64, usize)> {
+    records.iter().map(|(seq, p)| (*seq, p.len())).collect()
+}
+
+struct Model {
+    /// Every record appended and not yet acked, oldest first.
+    unacked: Vec<(u64, Vec<u8>)>,
+    /// How many of `unacked` the current reader has handed out.
+    read: usize,
+    next_seq: u64,
+}
+
+impl Model {
+    fn unacked_bytes(&self) -> u64 {
+        self.unacked.iter().map(|(_, p)| 16 + p.len() as u64).sum()
+    }
+}
+
+fn config() -> QueueConfig {
+    QueueConfig {
+        max_bytes: 1024 * 1024,
+        segment_bytes: QueueConfig::MIN_SEGMENT_BYTES,
+        when_full: WhenFull::Block,
+        ..QueueConfig::default()
+    }
+}
+
+fn open(storage: &MemStorage) -> Queue {
+    let (queue, _) = Queue::open_with_storage(
+        Path::new("/data/queue"),
+        config(),
+        Arc::new(storage.clone()),
+    )
+    .expect("open never fails on queue content");
+    queue
+}
+
+fn reader(queue: &Queue) -> Reader {
+    queue.reader().expect("one reader at a time")
+}
+
+/// Reads every unacked record with a throwaway reader and compares it with
+/// the model; the real reader starts again at the ack point.
+async fn check_contents(queue: &Queue, model: &Model) {
+    let mut reader = reader(queue);
+    let mut got = Vec::new();
+    while got.len() < model.unacked.len() {
+        let batch =
+            tokio::time::timeout(Duration::from_secs(10), reader.next_batch(100, usize::MAX))
+                .await
+                .expect("records the model holds must be readable")
+                .expect("read");
+        got.extend(batch.into_iter().map(|r| (r.seq, r.payload.to_vec())));
+    }
+    assert_eq!(
+        summary(&got),
+        summary(&model.unacked),
+        "queue content differs from model"
+    );
+    assert!(got == model.unacked, "payload bytes differ from model");
+    let m = queue.metrics();
+    assert_eq!(m.depth_events, model.unacked.len() as u64);
+    assert_eq!(m.depth_bytes, model.unacked_bytes());
+}
+
+async fn run(ops: Vec<Op>) {
+    let storage = MemStorage::new();
+    let mut queue = open(&storage);
+    let mut reader = reader(&queue);
+    let mut model = Model {
+        unacked: Vec::new(),
+        read: 0,
+        next_seq: 1,
+    };
+    for op in ops {
+        match op {
+            Op::Append(lens) => {
+                let bytes: u64 = lens.iter().map(|&l| 16 + l as u64).sum();
+                if model.unacked_bytes() + bytes > config().max_bytes {
+                    continue; // would block: that policy has its own test
+                }
+                let records: Vec<Vec<u8>> = lens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| payload(model.next_seq + i as u64, l))
+                    .collect();
+                let appended = queue.append(records.clone()).await.expect("append");
+                assert_eq!(appended.first_seq, model.next_seq);
+                assert_eq!(appended.last_seq + 1, model.next_seq + records.len() as u64);
+                for r in records {
+                    model.unacked.push((model.next_seq, r));
+                    model.next_seq += 1;
+                }
+            }
+            Op::Read(n) => {
+                let available = model.unacked.len() - model.read;
+                if available == 0 {
+                    continue; // next_batch would wait for an append
+                }
+                let batch = reader.next_batch(n, usize::MAX).await.expect("read");
+                let got: Vec<(u64, Vec<u8>)> = batch
+                    .into_iter()
+                    .map(|r| (r.seq, r.payload.to_vec()))
+                    .collect();
+                // A batch may stop early (at a segment's end), never empty.
+                assert!(!got.is_empty() && got.len() <= n, "batch of {}", got.len());
+                let want = &model.unacked[model.read..model.read + got.len().min(available)];
+                assert_eq!(summary(&got), summary(want), "reader order");
+                assert!(got == want, "reader payload bytes differ");
+                model.read += got.len();
+            }
+            Op::Ack(quarters) => {
+                let upto = model.read * quarters as usize / 4;
+                if upto == 0 {
+                    continue;
+                }
+                let seq = model.unacked[upto - 1].0;
+                reader.ack(seq).await.expect("ack");
+                model.unacked.drain(..upto);
+                model.read -= upto;
+            }
+            Op::Crash | Op::PowerCut | Op::Restart => {
+                if matches!(op, Op::Restart) {
+                    drop(reader);
+                    queue.close().await.expect("close");
+                } else {
+                    drop(reader);
+                    drop(queue);
+                }
+                // Every append and ack above was awaited, and the writer
+                // does no I/O after answering, so cutting the power now
+                // cannot race with it.
+                if matches!(op, Op::PowerCut) {
+                    storage.power_cut();
+                }
+                queue = open(&storage);
+                check_contents(&queue, &model).await;
+                reader = self::reader(&queue);
+                model.read = 0;
+            }
+        }
+    }
+    drop(reader);
+    check_contents(&queue, &model).await;
+    queue.close().await.expect("close");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn queue_matches_model(ops in prop::collection::vec(op(), 1..80)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run(ops));
+    }
+}
