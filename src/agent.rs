@@ -27,14 +27,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{AgentConfig, Config, SinkConfig};
+use crate::config::{AgentConfig, Config};
 use crate::data_dir::{DataDir, DataDirError};
 use crate::identity::{Identity, VERSION};
 use crate::mapping::{Mapped, Mapper};
 use crate::metrics::Stats;
 use crate::observation::Observation;
-use crate::queue::{Queue, QueueError, Reader, Record};
+use crate::queue::{Queue, QueueError};
+use crate::sink::dead_letter::DeadLetters;
 use crate::sink::retry::Backoff;
+use crate::sink::sender::Sender;
 use crate::sink::{Sink, SinkError};
 use crate::sources::{self, Emitter, SourceContext};
 
@@ -47,9 +49,11 @@ const EVENT_CHANNEL: usize = 8;
 const APPEND_BATCH: usize = 1000;
 /// The name the agent's own observations carry as their source.
 const AGENT_SOURCE: &str = "agent";
+/// How often rate-limited mapping rules report what they held back.
+const SUPPRESSED_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How often the agent looks for events the full queue dropped.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
-/// First and longest wait between attempts to resend a batch.
+/// First and longest wait between attempts to append to a failing disk.
 const RETRY_INITIAL: Duration = Duration::from_millis(250);
 const RETRY_CAP: Duration = Duration::from_secs(30);
 
@@ -115,7 +119,11 @@ pub async fn run(
     let (observation_tx, observation_rx) = mpsc::channel(OBSERVATION_CHANNEL);
     let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL);
     let mapper = tokio::spawn(map_all(
-        Mapper::new(identity.clone()),
+        Mapper::new(
+            identity.clone(),
+            &config.mappings,
+            Some(&data_dir.state_dir()),
+        ),
         observation_rx,
         event_tx,
         stats.clone(),
@@ -128,13 +136,18 @@ pub async fn run(
         stats.clone(),
     ));
     let stop_sending = CancellationToken::new();
-    let sender = tokio::spawn(send_all(
+    let dead_letters = DeadLetters::new(
+        &data_dir.dead_letter_dir(),
+        config.sink.dead_letter_max_bytes,
+    );
+    let sender = Sender::new(
         sink,
         config.sink.clone(),
         reader,
+        dead_letters,
         stats.clone(),
-        stop_sending.clone(),
-    ));
+    );
+    let sender = tokio::spawn(sender.run(stop_sending.clone()));
 
     let emitter = Emitter::new(observation_tx);
     let agent_source: Arc<str> = Arc::from(AGENT_SOURCE);
@@ -272,17 +285,28 @@ fn user_state_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// The mapper stage: observations in, serialized events out. A bad
 /// observation is counted and logged; the stage carries on.
 async fn map_all(
-    mapper: Mapper,
+    mut mapper: Mapper,
     mut observations: mpsc::Receiver<Vec<Observation>>,
     events: mpsc::Sender<Vec<Mapped>>,
     stats: Arc<Stats>,
 ) {
-    while let Some(batch) = observations.recv().await {
+    // What the rules' sample / max_per_second held back is announced as a
+    // herald.agent.suppressed event at most this often.
+    let mut report = tokio::time::interval(SUPPRESSED_REPORT_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batch = tokio::select! {
+            batch = observations.recv() => match batch {
+                Some(batch) => batch,
+                None => break,
+            },
+            _ = report.tick() => mapper.suppressed_observation().into_iter().collect(),
+        };
         Stats::add(&stats.observations, batch.len() as u64);
         let mut mapped = Vec::with_capacity(batch.len());
         for observation in batch {
-            match mapper.map(observation) {
-                Ok(event) => mapped.push(event),
+            match mapper.map(observation, &mut mapped) {
+                Ok(_) => {}
                 Err(e) => {
                     Stats::add(&stats.unmappable, 1);
                     warn!(stage = "mapping", source = %e.source_name, kind = %e.kind, rule = e.error.rule(), error = %e, "ObservationUnmappable");
@@ -290,8 +314,11 @@ async fn map_all(
             }
         }
         if !mapped.is_empty() && events.send(mapped).await.is_err() {
-            return;
+            break;
         }
+    }
+    if let Err(e) = mapper.flush_state() {
+        warn!(stage = "mapping", error = %e, "FollowsStateNotSaved");
     }
 }
 
@@ -382,91 +409,4 @@ async fn report_drops(queue: Queue, source: Arc<str>, emitter: Emitter, cancel: 
             return;
         }
     }
-}
-
-/// The sender stage: reads batches from the queue in order (by count,
-/// bytes and a short timeout), sends each until the endpoint takes it, and
-/// acks it. A failing endpoint is retried with backoff for as long as it
-/// takes: the queue holds the events. Stops when the queue is closed and
-/// drained, or when `stop` fires (the grace period ran out).
-async fn send_all(
-    mut sink: Sink,
-    config: SinkConfig,
-    mut reader: Reader,
-    stats: Arc<Stats>,
-    stop: CancellationToken,
-) {
-    let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_CAP);
-    loop {
-        let batch = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            batch = gather(&mut reader, &config) => batch,
-        };
-        let batch = match batch {
-            Ok(batch) if batch.is_empty() => return,
-            Ok(batch) => batch,
-            Err(e) => {
-                let delay = backoff.next_delay();
-                error!(stage = "sending", error = %e, retry_in = ?delay, "QueueReadFailed");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(delay) => continue,
-                }
-            }
-        };
-        let last = batch.last().map_or(0, |r| r.seq);
-        let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_ref()).collect();
-        loop {
-            let sent = tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                sent = sink.send(&payloads) => sent,
-            };
-            match sent {
-                Ok(()) => {
-                    backoff.reset();
-                    Stats::add(&stats.events_sent, payloads.len() as u64);
-                    break;
-                }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    Stats::add(&stats.batches_failed, 1);
-                    error!(stage = "sending", events = payloads.len(), attempt = backoff.attempts(), error = %e, retry_in = ?delay, "BatchSendFailed: will retry");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
-        if let Err(e) = reader.ack(last).await {
-            error!(stage = "sending", seq = last, error = %e, "QueueAckFailed: these events may be sent again after a restart");
-        }
-    }
-}
-
-/// One batch: what is queued now, topped up for at most `batch_timeout`
-/// when it is not full. Empty only when the queue is closed and drained.
-async fn gather(reader: &mut Reader, config: &SinkConfig) -> Result<Vec<Record>, QueueError> {
-    let mut batch = reader
-        .next_batch(config.batch_max_events, config.batch_max_bytes)
-        .await?;
-    let mut bytes: usize = batch.iter().map(|r| r.payload.len()).sum();
-    let deadline = Instant::now() + config.batch_timeout;
-    while !batch.is_empty()
-        && batch.len() < config.batch_max_events
-        && bytes < config.batch_max_bytes
-    {
-        let more = tokio::select! {
-            more = reader.next_batch(config.batch_max_events - batch.len(), config.batch_max_bytes - bytes) => more?,
-            () = tokio::time::sleep_until(deadline) => break,
-        };
-        if more.is_empty() {
-            break;
-        }
-        bytes += more.iter().map(|r| r.payload.len()).sum::<usize>();
-        batch.extend(more);
-    }
-    Ok(batch)
 }

@@ -10,6 +10,7 @@ use tracing::error;
 
 use crate::config::{self, Config, LoadError};
 use crate::logging::{self, LogFormat};
+use crate::sink::dead_letter::DeadLetters;
 
 /// The exit code for a configuration mistake (EX_CONFIG from sysexits.h),
 /// so that systemd and scripts can tell it from a crash.
@@ -48,10 +49,41 @@ pub enum Command {
     /// Check a configuration: exit 0 when valid, 78 with every mistake
     /// listed otherwise.
     Validate(ConfigArg),
+    /// Run the config's [[tests]] through its [[mappings]]: a diff for each
+    /// failure, "N passed, M failed", exit 1 when any failed.
+    Test(ConfigArg),
     /// Look at the disk queue (works while the agent is stopped, and while
     /// it runs; changes nothing).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The events the endpoint refused for good.
+    #[command(subcommand, name = "dead-letter")]
+    DeadLetter(DeadLetterCommand),
+}
+
+/// `herald dead-letter ...`
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List them: time, status, event, id and reason (`--json` for the
+    /// stored lines).
+    List(DeadLetterArgs),
+    /// Put them back in the queue, to be sent at the agent's next start
+    /// (after fixing what made them invalid). The agent must be stopped.
+    Retry(DeadLetterArgs),
+}
+
+/// Arguments of `herald dead-letter`.
+#[derive(Debug, clap::Args)]
+pub struct DeadLetterArgs {
+    /// Where the configuration is (its [agent] data_dir is used).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The data_dir, instead of the configured one.
+    #[arg(long, conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the stored JSON lines (list only).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `herald queue ...`
@@ -94,7 +126,10 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(arg) => run(arg),
         Command::Validate(arg) => validate(arg),
+        Command::Test(arg) => test(arg),
         Command::Queue(QueueCommand::Inspect(args)) => queue_inspect(args),
+        Command::DeadLetter(DeadLetterCommand::List(args)) => dead_letter_list(args),
+        Command::DeadLetter(DeadLetterCommand::Retry(args)) => dead_letter_retry(args),
     }
 }
 
@@ -130,6 +165,36 @@ fn validate(arg: ConfigArg) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+fn test(arg: ConfigArg) -> ExitCode {
+    let config = match load(&arg) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let identity = crate::identity::Identity::discover(
+        config.agent.hostname.as_deref(),
+        &config.agent.labels,
+        &env,
+    );
+    let outcomes = crate::mapping::testing::run(&identity, &config.mappings, &config.tests);
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    for outcome in &outcomes {
+        if outcome.passed() {
+            println!("ok   {}", outcome.name);
+        } else {
+            println!("FAIL {} (line {})", outcome.name, outcome.line);
+            for difference in &outcome.differences {
+                println!("  {difference}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
     }
 }
 
@@ -169,13 +234,28 @@ fn run(arg: ConfigArg) -> ExitCode {
     })
 }
 
+/// The data_dir a maintenance command works on: `--data-dir`, else the
+/// configured one.
+fn data_dir_of(
+    dir: Option<PathBuf>,
+    config: &ConfigArg,
+) -> Result<(PathBuf, Option<Config>), ExitCode> {
+    match dir {
+        Some(dir) => Ok((dir, None)),
+        None => {
+            let config = load(config)?;
+            Ok((
+                crate::agent::existing_data_dir(&config.agent, &env),
+                Some(config),
+            ))
+        }
+    }
+}
+
 fn queue_inspect(args: InspectArgs) -> ExitCode {
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
-        None => match load(&args.config) {
-            Ok(config) => crate::agent::existing_data_dir(&config.agent, &env),
-            Err(code) => return code,
-        },
+    let data_dir = match data_dir_of(args.data_dir, &args.config) {
+        Ok((dir, _)) => dir,
+        Err(code) => return code,
     };
     let queue_dir = data_dir.join("queue");
     if !queue_dir.is_dir() {
@@ -213,4 +293,120 @@ fn queue_inspect(args: InspectArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+fn dead_letter_list(args: DeadLetterArgs) -> ExitCode {
+    let (data_dir, _) = match data_dir_of(args.data_dir, &args.config) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let letters = DeadLetters::new(&data_dir.join("dead-letter"), u64::MAX);
+    let entries = match letters.read_all() {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!(
+                "herald: cannot read the dead letters in {}: {e}",
+                data_dir.display()
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for entry in &entries {
+        let line = match entry {
+            Ok(value) if args.json => value.to_string(),
+            Ok(value) => format!(
+                "{}  {}  {}  {}  {}",
+                value["time"].as_str().unwrap_or("?"),
+                value["status"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |s| s.to_string()),
+                value["event"]["event"].as_str().unwrap_or("?"),
+                value["event"]["id"].as_str().unwrap_or("?"),
+                value["reason"].as_str().unwrap_or("?"),
+            ),
+            Err(problem) => format!("# {problem}"),
+        };
+        if writeln!(out, "{line}").is_err() {
+            return ExitCode::SUCCESS;
+        }
+    }
+    if !args.json {
+        eprintln!(
+            "{} dead letter{}",
+            entries.len(),
+            if entries.len() == 1 { "" } else { "s" }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn dead_letter_retry(args: DeadLetterArgs) -> ExitCode {
+    let (data_dir, config) = match data_dir_of(args.data_dir, &args.config) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    // Holding the lock proves no agent is sending from this queue now.
+    let dir = match crate::data_dir::DataDir::open(&data_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("herald: {e}; stop the agent first");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let letters = DeadLetters::new(&dir.dead_letter_dir(), u64::MAX);
+    let entries = match letters.read_all() {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("herald: cannot read the dead letters: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let mut events = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(value) if value["event"].is_object() => match serde_json::to_vec(&value["event"]) {
+                Ok(bytes) => events.push(bytes),
+                Err(e) => eprintln!("herald: skipping an entry: {e}"),
+            },
+            Ok(_) => eprintln!("herald: skipping an entry without an event"),
+            Err(problem) => eprintln!("herald: skipping {problem}"),
+        }
+    }
+    if events.is_empty() {
+        eprintln!("no dead letters to retry");
+        return ExitCode::SUCCESS;
+    }
+    let queue_config = config.map(|c| c.queue).unwrap_or_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let n = events.len();
+    let queued = runtime.block_on(async {
+        let (queue, _) = crate::queue::Queue::open(&dir.queue_dir(), queue_config)?;
+        for chunk in events.chunks(1000) {
+            queue.append(chunk.to_vec()).await?;
+        }
+        queue.close().await
+    });
+    if let Err(e) = queued {
+        eprintln!("herald: cannot re-queue the dead letters (they are kept): {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    if let Err(e) = letters.clear() {
+        eprintln!("herald: re-queued {n} events but could not remove the dead letters: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    println!(
+        "re-queued {n} event{}; the agent sends them when it starts",
+        if n == 1 { "" } else { "s" }
+    );
+    ExitCode::SUCCESS
 }

@@ -19,6 +19,9 @@ pub struct Stats {
     pub append_failures: AtomicU64,
     /// Events the endpoint accepted (`herald_events_sent_total`).
     pub events_sent: AtomicU64,
+    /// Events the endpoint refused for good, kept as dead letters
+    /// (`herald_events_dead_lettered_total`).
+    pub dead_lettered: AtomicU64,
     /// Send attempts that failed and will be retried
     /// (`herald_batches_failed_total`).
     pub batches_failed: AtomicU64,

@@ -322,6 +322,7 @@ async fn real_full_disk_fails_appends_and_recovers_after_space_is_freed() {
     assert_eq!(seqs, (1..=ok).collect::<Vec<_>>());
     // Acking everything deletes old segments, which frees the space...
     reader.ack(ok).await.unwrap();
+    reader.flush().await.unwrap();
     // ...and appends work again.
     let a = queue.append(vec![vec![b'f'; 40 * 1024]]).await.unwrap();
     assert_eq!(a.first_seq, ok + 1);

@@ -237,6 +237,7 @@ async fn fill_and_ack_ten(dir: &Path) {
             .len();
     }
     reader.ack(10).await.unwrap();
+    reader.flush().await.unwrap();
     drop(reader);
     queue.close().await.unwrap();
     let (recovery, got) = reopen_and_read(dir).await;
@@ -288,6 +289,7 @@ async fn unacked_records_come_back_with_the_same_seq_and_bytes() {
     let first = reader.next_batch(2, usize::MAX).await.unwrap();
     assert_eq!(first.len(), 2);
     reader.ack(1).await.unwrap();
+    reader.flush().await.unwrap();
     // Seq 2 was read but not acked: a crash (no close) must redeliver it.
     drop(reader);
     drop(queue);
@@ -309,6 +311,7 @@ async fn wholly_acked_segments_are_deleted_and_seqs_keep_growing() {
         let batch = reader.next_batch(64, usize::MAX).await.unwrap();
         last = batch.last().unwrap().seq;
         reader.ack(last).await.unwrap();
+        reader.flush().await.unwrap();
     }
     assert_eq!(segments(&dir).len(), 1, "only the active segment remains");
     let m = queue.metrics();
@@ -434,6 +437,7 @@ async fn next_batch_is_cancellation_safe_and_wakes_on_append() {
     assert_eq!(one.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
     assert!(reader.ack(5).await.is_err(), "cannot ack what was not read");
     reader.ack(3).await.unwrap();
+    reader.flush().await.unwrap();
     // After close, the reader drains what is left, then gets empty batches.
     queue.close().await.unwrap();
     assert_eq!(reader.next_batch(10, 1 << 20).await.unwrap()[0].seq, 4);

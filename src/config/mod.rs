@@ -41,6 +41,10 @@ pub struct Config {
     pub sink: SinkConfig,
     /// What herald watches, in file order.
     pub sources: Vec<SourceConfig>,
+    /// `[[mappings]]`, compiled, with `[agent.labels]` for every resource.
+    pub mappings: crate::mapping::MappingConfig,
+    /// `[[tests]]`: mapping test cases for `herald test`.
+    pub tests: Vec<crate::mapping::testing::TestCase>,
     /// Where this configuration was read from.
     pub location: Location,
     /// SHA-256 of the configuration text (before interpolation, so no
@@ -96,6 +100,27 @@ pub struct SinkConfig {
     pub batch_max_bytes: usize,
     /// How long a partial batch waits for more events.
     pub batch_timeout: Duration,
+    /// The first wait before resending a failed batch.
+    pub retry_initial: Duration,
+    /// The longest wait between resends (and the pace of retries while the
+    /// endpoint refuses the credentials).
+    pub retry_max: Duration,
+    /// Events per second at most; 0 for no limit.
+    pub max_events_per_second: u32,
+    /// Events that may go at once above the rate.
+    pub burst: u32,
+    /// How much room the dead-letter files may take.
+    pub dead_letter_max_bytes: u64,
+    /// Extra request headers (names checked at load).
+    pub headers: Vec<(String, Secret)>,
+    /// Whether request bodies are gzip-compressed.
+    pub gzip: bool,
+    /// Extra CA certificates (PEM) to trust, e.g. a private CA.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and its key (PEM), for mutual TLS.
+    pub client_identity_pem: Option<Secret>,
+    /// Accept any server certificate. Dangerous; warned at every start.
+    pub insecure_skip_verify: bool,
 }
 
 /// A value that must never be shown: `Debug` and `Display` print `***`.
@@ -289,9 +314,22 @@ fn read_document(dec: &Decoder<'_>, document: &DeTable<'_>) -> Option<Config> {
         Some(value) => Table::new(dec, value, "[sources]").map(read_sources),
         None => Some(Vec::new()),
     };
+    let source_names: Vec<String> = sources
+        .iter()
+        .flatten()
+        .map(|s| s.name().to_owned())
+        .collect();
+    let rules = crate::mapping::read_mappings(&root, &source_names);
+    let tests = crate::mapping::testing::read_tests(&root, &source_names);
     root.finish();
+    let agent = agent?;
     Some(Config {
-        agent: agent?,
+        mappings: crate::mapping::MappingConfig {
+            rules,
+            labels: agent.labels.clone(),
+        },
+        tests,
+        agent,
         queue: queue?,
         sink: sink?,
         sources: sources?,
@@ -484,6 +522,123 @@ fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
     let batch_max_events = t.or("batch_max_events", 500usize);
     let batch_max_bytes = t.or("batch_max_bytes", ByteSize(1 << 20));
     let batch_timeout = t.or("batch_timeout", ConfigDuration(Duration::from_millis(250)));
+    let retry_initial = t.or("retry_initial", ConfigDuration(Duration::from_millis(250)));
+    let retry_max = t.or("retry_max", ConfigDuration(Duration::from_secs(30)));
+    let max_events_per_second = t.or("max_events_per_second", 500u32);
+    let burst = t.or("burst", 5000u32);
+    let dead_letter_max_bytes = t.or("dead_letter_max_bytes", ByteSize(64 << 20));
+    let api_key = match t.get_at::<String>("api_key_file") {
+        Some(at) => {
+            if t.value("api_key").is_some() {
+                report(
+                    dec,
+                    at.span.clone(),
+                    "HERALD_SINK_API_KEY_FILE",
+                    "set api_key or api_key_file, not both",
+                    None,
+                );
+            }
+            match std::fs::read_to_string(&at.value) {
+                Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_owned())),
+                Ok(_) => {
+                    report(
+                        dec,
+                        at.span,
+                        "HERALD_SINK_API_KEY_FILE",
+                        format!("api_key_file {} is empty", at.value),
+                        None,
+                    );
+                    None
+                }
+                Err(e) => {
+                    report(
+                        dec,
+                        at.span,
+                        "HERALD_SINK_API_KEY_FILE",
+                        format!("cannot read api_key_file {}: {e}", at.value),
+                        None,
+                    );
+                    None
+                }
+            }
+        }
+        None => api_key,
+    };
+    let headers = t
+        .string_map("headers")
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let valid = reqwest::header::HeaderName::from_bytes(name.value.as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(&value).is_ok();
+            if !valid {
+                report(
+                    dec,
+                    name.span,
+                    "HERALD_SINK_HEADERS",
+                    format!("invalid HTTP header {:?}", name.value),
+                    Some("names are letters, digits and '-'; values are visible ASCII".into()),
+                );
+            }
+            valid.then_some((name.value, Secret(value)))
+        })
+        .collect();
+    let gzip = matches!(t.get::<Compression>("compression"), Some(Compression::Gzip));
+    let ca_pem = t.get_at::<String>("ca_file").and_then(|at| {
+        let pem = read_pem(dec, &at, "ca_file")?;
+        if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |certs| certs.is_empty()) {
+            report(
+                dec,
+                at.span,
+                "HERALD_SINK_CA_FILE",
+                format!("ca_file {} holds no PEM certificate", at.value),
+                None,
+            );
+            return None;
+        }
+        Some(pem)
+    });
+    let cert = t.get_at::<String>("client_cert_file");
+    let key = t.get_at::<String>("client_key_file");
+    let client_identity_pem = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = read_pem(dec, &cert, "client_cert_file");
+            let key_pem = read_pem(dec, &key, "client_key_file");
+            match (cert_pem, key_pem) {
+                (Some(mut pem), Some(key_pem)) => {
+                    pem.push(b'\n');
+                    pem.extend_from_slice(&key_pem);
+                    if reqwest::Identity::from_pem(&pem).is_err() {
+                        report(
+                            dec,
+                            cert.span,
+                            "HERALD_SINK_CLIENT_CERT_FILE",
+                            "client_cert_file and client_key_file do not make a usable identity",
+                            Some(
+                                "both must be PEM: the certificate (chain) and its private key"
+                                    .into(),
+                            ),
+                        );
+                        None
+                    } else {
+                        Some(Secret(String::from_utf8_lossy(&pem).into_owned()))
+                    }
+                }
+                _ => None,
+            }
+        }
+        (Some(only), None) | (None, Some(only)) => {
+            report(
+                dec,
+                only.span,
+                "HERALD_SINK_CLIENT_CERT_FILE",
+                "client_cert_file and client_key_file go together",
+                None,
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let insecure_skip_verify = t.or("insecure_skip_verify", false);
     if !(1..=10_000).contains(&batch_max_events)
         && let Some(value) = t.value("batch_max_events")
     {
@@ -493,7 +648,12 @@ fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
             None,
         );
     }
-    for (key, value) in [("timeout", timeout), ("batch_timeout", batch_timeout)] {
+    for (key, value) in [
+        ("timeout", timeout),
+        ("batch_timeout", batch_timeout),
+        ("retry_initial", retry_initial),
+        ("retry_max", retry_max),
+    ] {
         if value.0.is_zero()
             && let Some(raw) = t.value(key)
         {
@@ -526,7 +686,51 @@ fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
         batch_max_events,
         batch_max_bytes: usize::try_from(batch_max_bytes.0).unwrap_or(usize::MAX),
         batch_timeout: batch_timeout.0,
+        retry_initial: retry_initial.0,
+        retry_max: retry_max.0.max(retry_initial.0),
+        max_events_per_second,
+        burst,
+        dead_letter_max_bytes: dead_letter_max_bytes.0,
+        headers,
+        gzip,
+        ca_pem,
+        client_identity_pem,
+        insecure_skip_verify,
     })
+}
+
+/// Reads a PEM file named by a key; a mistake at the key when it cannot.
+fn read_pem(dec: &Decoder<'_>, at: &decode::At<String>, key: &str) -> Option<Vec<u8>> {
+    match std::fs::read(&at.value) {
+        Ok(pem) => Some(pem),
+        Err(e) => {
+            report(
+                dec,
+                at.span.clone(),
+                &format!("HERALD_SINK_{}", key.to_ascii_uppercase()),
+                format!("cannot read {key} {}: {e}", at.value),
+                None,
+            );
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Compression {
+    None,
+    Gzip,
+}
+
+impl Decode for Compression {
+    const EXPECTED: &'static str = "\"none\" or \"gzip\"";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        one_of(
+            dec,
+            raw,
+            &[("none", Compression::None), ("gzip", Compression::Gzip)],
+        )
+    }
 }
 
 impl Decode for SinkKind {
@@ -684,8 +888,9 @@ mod tests {
                 let line = line.trim_start_matches(['#', ' ']);
                 line.starts_with(&format!("{key} ="))
                     || line.starts_with(&format!("[{key}]"))
-                    || line.starts_with(&format!("[agent.{key}]"))
+                    || (line.starts_with('[') && line.ends_with(&format!(".{key}]")))
                     || line.starts_with(&format!("[[sources.{key}]]"))
+                    || line.starts_with(&format!("[[{key}]]"))
                     || line.starts_with(&format!("[{key}."))
                     || line.starts_with(&format!("[[{key}."))
             });

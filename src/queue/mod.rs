@@ -36,6 +36,13 @@
 //!   `fdatasync`) covering it succeeded. A segment's name is made durable
 //!   (directory fsync) before any record in it is reported durable.
 //! - Every record with seq <= the ledger's value was delivered or dropped.
+//!   The ledger lags the acks by design: [`Reader::ack`] writes it at most
+//!   every [`ACK_PERSIST_EVERY`] (two fsyncs each time would otherwise cap
+//!   sending at a few hundred batches a second), and the reader writes
+//!   pending acks whenever it has nothing to read and on
+//!   [`Reader::flush`]. A crash can therefore resend up to that much of
+//!   what was already delivered, with the same ids and bytes, which the
+//!   endpoint drops as copies; it never loses anything.
 //!   Only segments lying wholly behind the ack point are deleted, never the
 //!   last one. The ledger is written first when it can be; a ledger older
 //!   than the deletions only causes redelivery of records in the remaining
@@ -124,7 +131,7 @@ pub(crate) mod writer;
 pub use error::QueueError;
 pub use inspect::{Inspection, SegmentInfo, inspect, unacked_records};
 pub use ledger::LedgerStatus;
-pub use reader::{Reader, Record};
+pub use reader::{ACK_PERSIST_EVERY, Reader, Record};
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

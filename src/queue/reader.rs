@@ -25,6 +25,13 @@ use super::storage::ReadFile;
 /// The most one batch reads at once, whatever `max_bytes` asks for.
 const READ_CAP: u64 = 32 * 1024 * 1024;
 
+/// How often, at most, acks are written to the ledger while records keep
+/// coming. Writing it costs two fsyncs; doing that per batch would cap
+/// sending at a few hundred batches a second. An ack not yet written is
+/// only a redelivery risk after a crash (the ids make it harmless), and the
+/// reader writes pending acks as soon as it has nothing to read.
+pub const ACK_PERSIST_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One record handed to the reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -49,6 +56,10 @@ pub struct Reader {
     in_flight: VecDeque<(u64, u64)>,
     /// The segment file last read, kept open across batches.
     file: Option<(u64, Arc<dyn ReadFile>)>,
+    /// Acks made in memory but not yet written to the ledger.
+    unpersisted: bool,
+    /// When the ledger was last written.
+    persisted_at: std::time::Instant,
 }
 
 struct Plan {
@@ -93,6 +104,8 @@ impl Reader {
             last_read: seq,
             in_flight: VecDeque::new(),
             file: None,
+            unpersisted: false,
+            persisted_at: std::time::Instant::now(),
         }
     }
 
@@ -123,10 +136,21 @@ impl Reader {
                 Step::Read(plan) => plan,
                 Step::Moved => continue,
                 Step::Wait => {
+                    // Idle: a good moment to write pending acks. A record
+                    // published meanwhile still wakes the wait below, as
+                    // it was registered before the look.
+                    if self.unpersisted
+                        && let Err(e) = self.flush().await
+                    {
+                        tracing::warn!(error = %e, "QueueLedgerWriteFailed");
+                    }
                     notified.await;
                     continue;
                 }
-                Step::Closed => return Ok(Vec::new()),
+                Step::Closed => {
+                    self.flush().await?;
+                    return Ok(Vec::new());
+                }
             };
             let cached = self
                 .file
@@ -287,10 +311,31 @@ impl Reader {
         let events = lock(&self.core.shared).advance(&passed, up_to);
         Counters::add(&self.core.counters.acked, events);
         self.core.space.notify_all();
+        self.unpersisted = true;
+        if self.persisted_at.elapsed() >= ACK_PERSIST_EVERY {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes acks made so far to the ledger (and deletes wholly acked
+    /// segments). `ack` does this at most every [`ACK_PERSIST_EVERY`], and
+    /// `next_batch` whenever it would wait; call it before letting go of
+    /// the reader.
+    ///
+    /// # Errors
+    /// The ledger could not be written; the acks still count in memory.
+    pub async fn flush(&mut self) -> Result<(), QueueError> {
+        if !self.unpersisted {
+            return Ok(());
+        }
+        self.persisted_at = std::time::Instant::now();
         let core = self.core.clone();
         tokio::task::spawn_blocking(move || core.persist_and_trim())
             .await
-            .map_err(|e| QueueError::io("persist ledger", &self.core.dir, io::Error::other(e)))?
+            .map_err(|e| QueueError::io("persist ledger", &self.core.dir, io::Error::other(e)))??;
+        self.unpersisted = false;
+        Ok(())
     }
 }
 

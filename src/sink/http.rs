@@ -6,16 +6,24 @@
 //! logged.
 
 use std::sync::Once;
+use std::time::Duration;
 
 use reqwest::Url;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::header::{
+    CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 
 use super::{SendError, SinkError};
 use crate::config::{Secret, SinkConfig};
 use crate::identity::VERSION;
 
-/// Longest part of an error body kept in a message.
-const BODY_EXCERPT: usize = 512;
+/// Most of an error response body that is read: a 422 from Prefect echoes
+/// the whole request, and its item indexes are what matters.
+pub const BODY_MAX: usize = 4 << 20;
 
 /// Posts batches to an events endpoint.
 pub struct HttpSink {
@@ -23,6 +31,9 @@ pub struct HttpSink {
     /// `{url}/events`.
     endpoint: Url,
     auth: Auth,
+    /// Whether bodies are gzip-compressed (Prefect servers do not accept
+    /// that; a proxy in front of one might).
+    gzip: bool,
 }
 
 enum Auth {
@@ -38,12 +49,37 @@ impl HttpSink {
     /// [`SinkError::Client`] when the HTTP client cannot be built.
     pub fn new(config: &SinkConfig, url: &Url) -> Result<Self, SinkError> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let client_error = |e: reqwest::Error| SinkError::Client(format!("{e:#}"));
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            // Checked at config load; a failure here would be a bug there.
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| SinkError::Client(format!("header {name:?}: {e}")))?;
+            let mut value = HeaderValue::from_str(value.expose())
+                .map_err(|e| SinkError::Client(format!("header {name}: {e}")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
             .user_agent(format!("herald/{VERSION}"))
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            .build()
-            .map_err(|e| SinkError::Client(format!("{e:#}")))?;
+            .default_headers(headers);
+        if let Some(pem) = &config.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(client_error)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(pem) = &config.client_identity_pem {
+            let identity =
+                reqwest::Identity::from_pem(pem.expose().as_bytes()).map_err(client_error)?;
+            builder = builder.identity(identity);
+        }
+        if config.insecure_skip_verify {
+            tracing::warn!(url = %url, "TlsVerificationDisabled: insecure_skip_verify = true accepts any certificate; anyone on the path can read and change what herald sends");
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let client = builder.build().map_err(client_error)?;
         let auth = match (&config.api_key, &config.auth_string) {
             (Some(key), _) => Auth::Bearer(key.clone()),
             (None, Some(auth)) => {
@@ -59,6 +95,7 @@ impl HttpSink {
             client,
             endpoint: events_url(url),
             auth,
+            gzip: config.gzip,
         })
     }
 
@@ -69,7 +106,11 @@ impl HttpSink {
             Auth::Bearer(_) => "bearer api key",
             Auth::Basic { .. } => "basic auth",
         };
-        format!("POST {} ({auth})", self.endpoint)
+        format!(
+            "POST {} ({auth}{})",
+            self.endpoint,
+            if self.gzip { ", gzip" } else { "" }
+        )
     }
 
     /// Posts the batch as one JSON array.
@@ -92,8 +133,18 @@ impl HttpSink {
         let mut request = self
             .client
             .post(self.endpoint.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body);
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        request = if self.gzip {
+            let mut encoder =
+                GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+            encoder.write_all(&body).map_err(SendError::Io)?;
+            let compressed = encoder.finish().map_err(SendError::Io)?;
+            request
+                .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
+                .body(compressed)
+        } else {
+            request.body(body)
+        };
         request = match &self.auth {
             Auth::None => request,
             Auth::Bearer(key) => request.bearer_auth(key.expose()),
@@ -107,16 +158,46 @@ impl HttpSink {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
-        let mut end = body.len().min(BODY_EXCERPT);
-        while !body.is_char_boundary(end) {
-            end -= 1;
-        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         Err(SendError::Status {
             status: status.as_u16(),
-            body: body[..end].to_owned(),
+            body: read_body(response).await,
+            retry_after,
         })
     }
+}
+
+/// Reads at most [`BODY_MAX`] of a response body, as text. A body that
+/// breaks off is kept as far as it came.
+async fn read_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = BODY_MAX - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= BODY_MAX {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// `Retry-After` in either of its forms: seconds, or an HTTP date (how
+/// long from `now`; a date in the past means now).
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// `{url}/events`, whether or not the url ends with a slash.
@@ -159,6 +240,23 @@ fn install_crypto_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+            .expect("valid")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Fri, 27 Nov 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 27 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 
     #[test]
     fn events_url_appends_one_segment() {

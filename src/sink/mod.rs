@@ -3,8 +3,11 @@
 //! re-serializes an event. Which events to send and when (batching,
 //! acknowledgement) is the agent's business, not the sink's.
 
+pub mod dead_letter;
 pub mod http;
+pub mod rate;
 pub mod retry;
+pub mod sender;
 pub mod stdout;
 
 use crate::config::{SinkConfig, SinkKind};
@@ -67,12 +70,15 @@ pub enum SinkError {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The endpoint answered with a status other than 2xx.
-    #[error("the endpoint answered {status}: {body}")]
+    #[error("the endpoint answered {status}: {}", excerpt(body))]
     Status {
         /// The HTTP status.
         status: u16,
-        /// The start of the response body.
+        /// The response body (up to [`http::BODY_MAX`]); a 422's names the
+        /// bad items.
         body: String,
+        /// When the endpoint asked to be retried (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
     },
     /// The request did not complete (connection refused, reset, timeout).
     #[error("the request failed: {0}")]
@@ -80,4 +86,19 @@ pub enum SendError {
     /// Writing to standard output failed.
     #[error("cannot write to stdout: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Longest part of a response body shown in a message.
+const EXCERPT: usize = 512;
+
+/// The start of a response body, for messages.
+fn excerpt(body: &str) -> String {
+    if body.len() <= EXCERPT {
+        return body.to_owned();
+    }
+    let mut end = EXCERPT;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &body[..end], body.len())
 }

@@ -1,0 +1,693 @@
+//! Building one event: a [`Plan`] (a rule's outputs, or a built-in
+//! default, combined with this agent's identity) written straight into the
+//! event's JSON buffer.
+//!
+//! The bytes are those [`crate::event::Event::to_json`] writes for the same
+//! event (same field order, labels and payload keys sorted, the same
+//! timestamp and UUID forms), and the same rules are checked on the way:
+//! a non-empty name of at most 1024 characters, non-empty resource ids and
+//! roles, at most 500 labels and 100 related resources (both bounded at
+//! load), and at most 1,500,000 bytes. A value missing at run time fails
+//! the build as a whole and leaves the buffer as it was: never a
+//! half-built event. This module does not choose the plan; the mapper
+//! does.
+
+use std::collections::BTreeMap;
+
+use chrono::format::Parsed;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::fields::{FieldRef, Root, Scope, Val};
+use super::follows::Follows;
+use super::json;
+use super::rule::{EpochUnit, FieldSelection, Occurred, PayloadValue, Rule, TimeFormat};
+use super::template::Template;
+use crate::event::{
+    EventError, MAX_EVENT_BYTES, MAX_EVENT_NAME_CHARS, Part, RESOURCE_ID, RESOURCE_NAME,
+    RESOURCE_ROLE,
+};
+use crate::identity::Identity;
+
+/// Why an event could not be built.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A value the templates need is missing from the observation.
+    Missing(&'static str),
+    /// The event would break a rule of the format.
+    Invalid(EventError),
+}
+
+/// Which built-in default a kind gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// `line`: `herald.log.line` on the file's resource.
+    Line = 0,
+    /// `file.*` (created, rotated, deleted, ...): `herald.<kind>` on the
+    /// file's resource.
+    File = 1,
+    /// Everything else: `herald.<kind>` on the agent's resource.
+    Other = 2,
+}
+
+impl Flavor {
+    /// Every flavor, by index.
+    pub const ALL: [Flavor; 3] = [Flavor::Line, Flavor::File, Flavor::Other];
+
+    pub fn of(kind: &str) -> Flavor {
+        if kind == "line" {
+            Flavor::Line
+        } else if kind.starts_with("file.") {
+            Flavor::File
+        } else {
+            Flavor::Other
+        }
+    }
+}
+
+/// The event name.
+#[derive(Clone, Debug)]
+enum Name {
+    Static(Box<str>),
+    /// `herald.<kind>`.
+    KindPrefixed,
+    Template(Template),
+}
+
+/// A label's value.
+#[derive(Clone, Debug)]
+enum Label {
+    /// Known at load: its text, and the text written as a JSON string.
+    Static {
+        text: Box<str>,
+        json: Box<[u8]>,
+    },
+    Template(Template),
+}
+
+/// A resource's labels, sorted by key, each key already written as
+/// `"key":`.
+#[derive(Clone, Debug)]
+struct Labels {
+    labels: Vec<(Box<[u8]>, Label)>,
+    /// Which label is `prefect.resource.id`.
+    id: usize,
+    /// Which label is `prefect.resource.role`, for related resources.
+    role: Option<usize>,
+}
+
+impl Labels {
+    fn new(map: BTreeMap<String, Label>) -> Labels {
+        let id = map
+            .keys()
+            .position(|k| k == RESOURCE_ID)
+            .unwrap_or(usize::MAX);
+        let role = map.keys().position(|k| k == RESOURCE_ROLE);
+        let labels = map
+            .into_iter()
+            .map(|(k, v)| {
+                let mut key = Vec::with_capacity(k.len() + 3);
+                json::write_str(&mut key, &k);
+                key.push(b':');
+                (key.into_boxed_slice(), v)
+            })
+            .collect();
+        Labels { labels, id, role }
+    }
+}
+
+fn static_label(text: &str) -> Label {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    json::write_str(&mut out, text);
+    Label::Static {
+        text: text.into(),
+        json: out.into_boxed_slice(),
+    }
+}
+
+/// One payload entry.
+#[derive(Clone, Debug)]
+struct Entry {
+    key: Box<str>,
+    value: PayloadValue,
+    /// Left out when missing, instead of failing the build (built-in
+    /// defaults only: `truncated` is set only on cut lines).
+    optional: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Payload {
+    /// Sorted by key.
+    entries: Vec<Entry>,
+    fields: FieldSelection,
+    /// An object whose entries are added under their own keys (the parsed
+    /// JSON of a line, in the built-in line mapping).
+    spread: Option<FieldRef>,
+}
+
+/// Everything needed to build one kind of event.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    name: Name,
+    occurred: Option<Occurred>,
+    resource: Labels,
+    related: Vec<Labels>,
+    /// The built-in related resources, already written, comma-separated.
+    builtin_related: Box<[u8]>,
+    payload: Payload,
+    follows: bool,
+}
+
+fn field(name: &str) -> FieldRef {
+    FieldRef {
+        text: name.into(),
+        root: Root::Field(name.into()),
+        path: Box::new([]),
+    }
+}
+
+/// What every plan of one agent shares.
+pub(crate) struct Base<'a> {
+    pub identity: &'a Identity,
+    /// `[agent.labels]`, added to every resource.
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+impl Base<'_> {
+    fn builtin_related(&self, with_agent: bool) -> Box<[u8]> {
+        let mut related = vec![self.identity.host.clone()];
+        if with_agent {
+            let agent = &self.identity.agent;
+            let mut r = crate::event::RelatedResource::new(agent.id(), "agent");
+            for key in [RESOURCE_NAME, "herald.agent.version"] {
+                if let Some(value) = agent.get(key) {
+                    r.insert(key, value);
+                }
+            }
+            related.push(r);
+        }
+        related.extend(self.identity.pod.clone());
+        let mut out = Vec::new();
+        for (i, r) in related.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing labels (strings) into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, r);
+        }
+        out.into_boxed_slice()
+    }
+
+    fn agent_resource(&self) -> BTreeMap<String, Label> {
+        self.identity
+            .agent
+            .labels()
+            .iter()
+            .map(|(k, v)| (k.clone(), static_label(v)))
+            .collect()
+    }
+
+    fn file_resource(&self) -> BTreeMap<String, Label> {
+        let mut labels: BTreeMap<String, Label> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), static_label(v)))
+            .collect();
+        let prefix = format!("herald.file.{}:", self.identity.hostname);
+        labels.insert(
+            RESOURCE_ID.into(),
+            Label::Template(Template::prefixed(&prefix, field("path"), false)),
+        );
+        labels.insert(
+            "herald.file.path".into(),
+            Label::Template(Template::of_field(field("path"))),
+        );
+        for key in ["herald.file.name", RESOURCE_NAME] {
+            labels.insert(
+                key.into(),
+                Label::Template(Template::prefixed("", field("path"), true)),
+            );
+        }
+        labels
+    }
+
+    /// The built-in mapping of a flavor.
+    pub fn default_plan(&self, flavor: Flavor) -> Plan {
+        match flavor {
+            Flavor::Line => Plan {
+                name: Name::Static("herald.log.line".into()),
+                occurred: None,
+                resource: Labels::new(self.file_resource()),
+                related: Vec::new(),
+                builtin_related: self.builtin_related(true),
+                payload: Payload {
+                    entries: ["line", "offset", "truncated"]
+                        .into_iter()
+                        .map(|key| Entry {
+                            key: key.into(),
+                            value: PayloadValue::Template(Template::of_field(field(key))),
+                            optional: key == "truncated",
+                        })
+                        .collect(),
+                    fields: FieldSelection::None,
+                    spread: Some(field("json")),
+                },
+                follows: true,
+            },
+            Flavor::File => Plan {
+                name: Name::KindPrefixed,
+                occurred: None,
+                resource: Labels::new(self.file_resource()),
+                related: Vec::new(),
+                builtin_related: self.builtin_related(true),
+                payload: Payload {
+                    entries: Vec::new(),
+                    fields: FieldSelection::All,
+                    spread: None,
+                },
+                follows: true,
+            },
+            Flavor::Other => Plan {
+                name: Name::KindPrefixed,
+                occurred: None,
+                resource: Labels::new(self.agent_resource()),
+                related: Vec::new(),
+                builtin_related: self.builtin_related(false),
+                payload: Payload {
+                    entries: Vec::new(),
+                    fields: FieldSelection::All,
+                    spread: None,
+                },
+                follows: true,
+            },
+        }
+    }
+
+    /// A rule's plan for a flavor: its outputs over the flavor's default.
+    pub fn rule_plan(&self, rule: &Rule, flavor: Flavor) -> Plan {
+        let mut plan = self.default_plan(flavor);
+        if let Some(event) = &rule.event {
+            plan.name = Name::Template(event.clone());
+        }
+        plan.occurred = rule.occurred.clone();
+        let own_resource = rule.resource.id.is_some();
+        let mut resource = match &rule.resource.id {
+            Some(id) => {
+                let mut labels: BTreeMap<String, Label> = self
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), static_label(v)))
+                    .collect();
+                labels.insert(RESOURCE_ID.into(), Label::Template(id.clone()));
+                labels
+            }
+            None => match flavor {
+                Flavor::Line | Flavor::File => self.file_resource(),
+                Flavor::Other => self.agent_resource(),
+            },
+        };
+        for (key, template) in &rule.resource.labels {
+            resource.insert(key.clone(), Label::Template(template.clone()));
+        }
+        plan.resource = Labels::new(resource);
+        plan.related = rule
+            .related
+            .iter()
+            .map(|r| {
+                let mut labels: BTreeMap<String, Label> = r
+                    .labels
+                    .iter()
+                    .map(|(k, t)| (k.clone(), Label::Template(t.clone())))
+                    .collect();
+                labels.insert(RESOURCE_ID.into(), Label::Template(r.id.clone()));
+                labels.insert(RESOURCE_ROLE.into(), Label::Template(r.role.clone()));
+                Labels::new(labels)
+            })
+            .collect();
+        plan.builtin_related = if !rule.builtin_related {
+            Box::new([])
+        } else {
+            // The agent is related unless it is the event's own resource.
+            self.builtin_related(own_resource || flavor != Flavor::Other)
+        };
+        if let Some(spec) = &rule.payload {
+            plan.payload = Payload {
+                entries: spec
+                    .entries
+                    .iter()
+                    .map(|(key, value)| Entry {
+                        key: key.as_str().into(),
+                        value: value.clone(),
+                        optional: false,
+                    })
+                    .collect(),
+                fields: spec.fields.clone(),
+                spread: None,
+            };
+        }
+        plan.follows = rule.follows;
+        plan
+    }
+}
+
+/// Reusable buffers, so that building an event allocates only the event.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    text: String,
+    /// The rendered resource id of the event being built, for `follows`.
+    resource_id: String,
+}
+
+/// What building needs besides the plan.
+pub(crate) struct Build<'a, 'b> {
+    pub scope: &'b Scope<'a>,
+    pub id: Uuid,
+    pub observed_at: DateTime<Utc>,
+    pub scratch: &'b mut Scratch,
+    pub follows: &'b mut Follows,
+    /// Counts `occurred` values that did not parse.
+    pub occurred_failures: &'b mut u64,
+}
+
+impl Plan {
+    /// Appends the event to `out`, or leaves `out` as it was.
+    pub fn write(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+        let start = out.len();
+        let result = self.write_inner(b, out, start);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn write_inner(
+        &self,
+        b: &mut Build<'_, '_>,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), Failure> {
+        let occurred = match &self.occurred {
+            None => b.observed_at,
+            Some(spec) => match parse_time(b.scope, spec) {
+                Some(at) => at,
+                None => {
+                    *b.occurred_failures += 1;
+                    b.observed_at
+                }
+            },
+        };
+        out.extend_from_slice(b"{\"occurred\":");
+        json::write_timestamp(out, &occurred);
+        out.extend_from_slice(b",\"event\":");
+        self.write_name(b, out)?;
+        out.extend_from_slice(b",\"resource\":");
+        write_labels(&self.resource, b, out, None)?;
+        out.extend_from_slice(b",\"related\":[");
+        for (i, related) in self.related.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_labels(related, b, out, Some(i))?;
+        }
+        if !self.builtin_related.is_empty() {
+            if !self.related.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.builtin_related);
+        }
+        out.extend_from_slice(b"],\"payload\":");
+        self.payload.write(b.scope, out)?;
+        out.extend_from_slice(b",\"id\":");
+        json::write_uuid(out, &b.id);
+        let follows = if self.follows {
+            b.follows.previous(&b.scratch.resource_id, b.id, &occurred)
+        } else {
+            None
+        };
+        if let Some(previous) = &follows {
+            out.extend_from_slice(b",\"follows\":");
+            json::write_uuid(out, previous);
+        }
+        out.push(b'}');
+        let bytes = out.len() - start;
+        if bytes > MAX_EVENT_BYTES {
+            return Err(Failure::Invalid(EventError::TooLarge { bytes }));
+        }
+        if self.follows {
+            b.follows
+                .record(&b.scratch.resource_id, b.id, &occurred, &b.observed_at);
+        }
+        Ok(())
+    }
+
+    fn write_name(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+        let name: &str = match &self.name {
+            Name::Static(name) => name,
+            Name::KindPrefixed => {
+                out.extend_from_slice(b"\"herald.");
+                json::write_str_body(out, &b.scope.obs.kind);
+                out.push(b'"');
+                return check_name_len(7 + b.scope.obs.kind.chars().count());
+            }
+            Name::Template(t) => t
+                .render(b.scope, &mut b.scratch.text)
+                .ok_or(Failure::Missing("event"))?,
+        };
+        if name.trim().is_empty() {
+            return Err(Failure::Invalid(EventError::EmptyName));
+        }
+        if name.len() > MAX_EVENT_NAME_CHARS {
+            let chars = name.chars().count();
+            if chars > MAX_EVENT_NAME_CHARS {
+                return Err(Failure::Invalid(EventError::NameTooLong {
+                    chars,
+                    name_start: name.chars().take(64).collect(),
+                }));
+            }
+        }
+        json::write_str(out, name);
+        Ok(())
+    }
+}
+
+fn check_name_len(chars: usize) -> Result<(), Failure> {
+    if chars > MAX_EVENT_NAME_CHARS {
+        return Err(Failure::Invalid(EventError::NameTooLong {
+            chars,
+            name_start: String::new(),
+        }));
+    }
+    Ok(())
+}
+
+/// Writes a resource's labels; `related` is its index among the related
+/// resources, `None` for the event's own resource.
+fn write_labels(
+    labels: &Labels,
+    b: &mut Build<'_, '_>,
+    out: &mut Vec<u8>,
+    related: Option<usize>,
+) -> Result<(), Failure> {
+    out.push(b'{');
+    for (i, (key, label)) in labels.labels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key);
+        let is_id = i == labels.id;
+        let must_have = is_id || labels.role == Some(i);
+        match label {
+            Label::Static { text, json } => {
+                out.extend_from_slice(json);
+                if is_id && related.is_none() {
+                    b.scratch.resource_id.clear();
+                    b.scratch.resource_id.push_str(text);
+                }
+            }
+            Label::Template(t) => {
+                let text = t
+                    .render(b.scope, &mut b.scratch.text)
+                    .ok_or(Failure::Missing("label"))?;
+                if must_have && text.trim().is_empty() {
+                    return Err(Failure::Invalid(match (is_id, related) {
+                        (true, None) => EventError::MissingResourceId {
+                            part: Part::Resource,
+                        },
+                        (true, Some(index)) => EventError::MissingResourceId {
+                            part: Part::Related(index),
+                        },
+                        (false, index) => EventError::MissingRole {
+                            index: index.unwrap_or_default(),
+                            id: String::new(),
+                        },
+                    }));
+                }
+                json::write_str(out, text);
+                if is_id && related.is_none() {
+                    b.scratch.resource_id.clear();
+                    b.scratch.resource_id.push_str(text);
+                }
+            }
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// A payload value to write.
+enum Out<'a> {
+    Val(Val<'a>),
+    Raw(&'a Value),
+    Text(String),
+    Const(&'a Value),
+}
+
+impl Out<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Out::Val(Val::Str(s)) => json::write_str(out, s),
+            Out::Val(Val::Json(v)) | Out::Raw(v) | Out::Const(v) => json::write_value(out, v),
+            Out::Text(s) => json::write_str(out, s),
+        }
+    }
+}
+
+impl Payload {
+    fn write(&self, scope: &Scope<'_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+        if matches!(self.fields, FieldSelection::None) && self.spread.is_none() {
+            return self.write_entries(scope, out);
+        }
+        // Collected in priority order (entries, then selected fields, then
+        // the spread object); the first of a key wins.
+        let mut items: Vec<(&str, Out<'_>)> = Vec::new();
+        for entry in &self.entries {
+            let value = match &entry.value {
+                PayloadValue::Const(v) => Some(Out::Const(v)),
+                PayloadValue::Template(t) => match t.single_field() {
+                    Some(f) => scope.get(f).map(Out::Val),
+                    None => {
+                        let mut text = String::new();
+                        t.render(scope, &mut text).map(|s| Out::Text(s.to_owned()))
+                    }
+                },
+            };
+            match value {
+                Some(v) => items.push((&entry.key, v)),
+                None if entry.optional => {}
+                None => return Err(Failure::Missing("payload")),
+            }
+        }
+        match &self.fields {
+            FieldSelection::None => {}
+            FieldSelection::All => {
+                for (name, value) in &scope.obs.fields {
+                    items.push((name, Out::Raw(value)));
+                }
+                for (name, text) in scope.captures() {
+                    items.push((name, Out::Val(Val::Str(text))));
+                }
+            }
+            FieldSelection::Named(fields) => {
+                for f in fields {
+                    match scope.get(f) {
+                        Some(v) => items.push((&f.text, Out::Val(v))),
+                        None => return Err(Failure::Missing("payload_fields")),
+                    }
+                }
+            }
+        }
+        // The spread is the source's own parse only (`json = true`): the
+        // built-in mapping does not parse lines nobody asked to parse.
+        if let Some(spread) = &self.spread
+            && let Some(Value::Object(map)) = scope.obs.field(&spread.text)
+        {
+            for (k, v) in map {
+                items.push((k, Out::Raw(v)));
+            }
+        }
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        items.dedup_by(|later, earlier| later.0 == earlier.0);
+        out.push(b'{');
+        for (i, (key, value)) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::write_str(out, key);
+            out.push(b':');
+            value.write(out);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+impl Payload {
+    /// Named entries only: already sorted and unique, so written as they
+    /// come, with no list to sort.
+    fn write_entries(&self, scope: &Scope<'_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+        out.push(b'{');
+        let mut first = true;
+        let mut text = String::new();
+        for entry in &self.entries {
+            let value = match &entry.value {
+                PayloadValue::Const(v) => Some(Out::Const(v)),
+                PayloadValue::Template(t) => match t.single_field() {
+                    Some(f) => scope.get(f).map(Out::Val),
+                    None => t.render(scope, &mut text).map(|s| Out::Val(Val::Str(s))),
+                },
+            };
+            let Some(value) = value else {
+                if entry.optional {
+                    continue;
+                }
+                return Err(Failure::Missing("payload"));
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            json::write_str(out, &entry.key);
+            out.push(b':');
+            value.write(out);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Reads `occurred`; `None` when the value is missing or does not parse
+/// (or is outside years 0 to 9999).
+fn parse_time(scope: &Scope<'_>, spec: &Occurred) -> Option<DateTime<Utc>> {
+    let value = scope.get(&spec.field)?;
+    let at = match &spec.format {
+        TimeFormat::Rfc3339 => DateTime::parse_from_rfc3339(value.text().trim())
+            .ok()?
+            .with_timezone(&Utc),
+        TimeFormat::Epoch(unit) => {
+            let n = value.number()?;
+            let scale = match unit {
+                EpochUnit::Seconds => 1e6,
+                EpochUnit::Millis => 1e3,
+                EpochUnit::Micros => 1.0,
+                EpochUnit::Nanos => 1e-3,
+            };
+            let micros = n * scale;
+            if !micros.is_finite() || micros.abs() > 9.0e18 {
+                return None;
+            }
+            DateTime::from_timestamp_micros(micros.round() as i64)?
+        }
+        TimeFormat::Chrono { items, offset } => {
+            let text = value.text();
+            let mut parsed = Parsed::new();
+            chrono::format::parse(&mut parsed, text.trim(), items.iter()).ok()?;
+            if *offset {
+                parsed.to_datetime().ok()?.with_timezone(&Utc)
+            } else {
+                parsed.to_naive_datetime_with_offset(0).ok()?.and_utc()
+            }
+        }
+    };
+    json::in_range(&at).then_some(at)
+}

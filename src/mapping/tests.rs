@@ -1,0 +1,908 @@
+//! The mapper end to end: rules read from config text, observations in,
+//! event JSON out.
+
+use super::*;
+use crate::config::{self, Config};
+use crate::event::{Event, RelatedResource, Resource};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+const HEAD: &str = "[agent]\nhostname = \"h1\"\n[agent.labels]\n\"acme.team\" = \"data\"\n\
+[[sources.heartbeat]]\nname = \"nginx\"\n[[sources.heartbeat]]\nname = \"app\"\n";
+
+fn config(rules: &str) -> Config {
+    config::parse("t.toml", &format!("{HEAD}{rules}"), &no_env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn mistakes(rules: &str) -> String {
+    config::parse("t.toml", &format!("{HEAD}{rules}"), &no_env)
+        .expect_err("invalid")
+        .to_string()
+}
+
+fn identity(config: &Config) -> Identity {
+    Identity::discover(
+        config.agent.hostname.as_deref(),
+        &config.agent.labels,
+        &|_| None,
+    )
+}
+
+fn mapper(rules: &str) -> Mapper {
+    let c = config(rules);
+    Mapper::new(identity(&c), &c.mappings, None)
+}
+
+fn line(source: &str, text: &str) -> Observation {
+    Observation::new(Arc::from(source), "line")
+        .with("line", text)
+        .with("path", "/var/log/app/access.log")
+        .with("offset", 120)
+}
+
+fn events(mapper: &mut Mapper, obs: Observation) -> Vec<Value> {
+    let mut out = Vec::new();
+    mapper.map(obs, &mut out).expect("maps");
+    out.iter()
+        .map(|m| {
+            let value: Value = serde_json::from_slice(&m.json).expect("json");
+            assert_eq!(value["id"], m.id.to_string());
+            value
+        })
+        .collect()
+}
+
+fn one(mapper: &mut Mapper, obs: Observation) -> Value {
+    let mut all = events(mapper, obs);
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.remove(0)
+}
+
+#[test]
+fn heartbeat_maps_to_an_agent_event() {
+    let mut m = mapper("");
+    let obs = Observation::new(Arc::from("hb"), "agent.heartbeat").with("uptime_seconds", 5);
+    let e = one(&mut m, obs);
+    assert_eq!(e["event"], "herald.agent.heartbeat");
+    assert_eq!(e["resource"]["prefect.resource.id"], "herald.agent.h1");
+    assert_eq!(e["resource"]["acme.team"], "data");
+    assert_eq!(e["related"][0]["prefect.resource.role"], "host");
+    assert!(
+        e["related"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|r| r["prefect.resource.role"] != "agent"),
+        "the agent is not related to its own events"
+    );
+    assert_eq!(e["payload"]["uptime_seconds"], 5);
+}
+
+#[test]
+fn the_default_agent_event_is_byte_for_byte_what_event_writes() {
+    let c = config("");
+    let id = identity(&c);
+    let mut m = Mapper::new(id.clone(), &c.mappings, None);
+    let mut obs = Observation::new(Arc::from("hb"), "agent.started")
+        .with("version", "1.0")
+        .with("pid", 42)
+        .with("nested", json!({"b": [1, "x\n"], "a": null}));
+    obs.identity = Some(b"same".to_vec());
+    let at = obs.observed_at;
+    let mut out = Vec::new();
+    m.map(obs, &mut out).expect("maps");
+    let reference = Event {
+        occurred: at,
+        event: "herald.agent.started".into(),
+        resource: id.agent.clone(),
+        related: id.related(),
+        payload: json!({"version": "1.0", "pid": 42, "nested": {"b": [1, "x\n"], "a": null}}),
+        id: event::derived_id("hb", b"same"),
+        follows: None,
+    };
+    assert_eq!(
+        String::from_utf8(out[0].json.clone()).expect("utf8"),
+        String::from_utf8(reference.to_json().expect("valid")).expect("utf8")
+    );
+}
+
+#[test]
+fn a_line_by_default_is_a_log_line_on_its_file() {
+    let mut m = mapper("");
+    let e = one(
+        &mut m,
+        line("app", r#"{"level":"INFO","msg":"hi","line":"inner"}"#).with(
+            "json",
+            json!({"level": "INFO", "msg": "hi", "line": "inner"}),
+        ),
+    );
+    assert_eq!(e["event"], "herald.log.line");
+    let r = &e["resource"];
+    assert_eq!(
+        r["prefect.resource.id"],
+        "herald.file.h1:/var/log/app/access.log"
+    );
+    assert_eq!(r["prefect.resource.name"], "access.log");
+    assert_eq!(r["herald.file.name"], "access.log");
+    assert_eq!(r["herald.file.path"], "/var/log/app/access.log");
+    assert_eq!(r["acme.team"], "data", "[agent.labels] on every resource");
+    let roles: Vec<&str> = e["related"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["prefect.resource.role"].as_str())
+        .collect();
+    assert_eq!(roles, ["host", "agent"]);
+    assert_eq!(e["payload"]["offset"], 120);
+    assert_eq!(e["payload"]["level"], "INFO");
+    assert_eq!(
+        e["payload"]["line"], r#"{"level":"INFO","msg":"hi","line":"inner"}"#,
+        "the line wins over a JSON field of the same name"
+    );
+    assert!(e["payload"].get("truncated").is_none());
+    let cut = one(&mut m, line("app", "x").with("truncated", true));
+    assert_eq!(cut["payload"]["truncated"], true);
+    assert_eq!(cut["payload"]["line"], "x");
+}
+
+#[test]
+fn a_line_without_a_path_goes_to_the_agent() {
+    let mut m = mapper("");
+    let e = one(
+        &mut m,
+        Observation::new(Arc::from("app"), "line").with("line", "x"),
+    );
+    assert_eq!(e["resource"]["prefect.resource.id"], "herald.agent.h1");
+}
+
+#[test]
+fn file_lifecycle_events_are_on_the_file() {
+    let mut m = mapper("");
+    let obs = Observation::new(Arc::from("app"), "file.rotated")
+        .with("path", "/var/log/x.log")
+        .with("size", 10);
+    let e = one(&mut m, obs);
+    assert_eq!(e["event"], "herald.file.rotated");
+    assert_eq!(
+        e["resource"]["prefect.resource.id"],
+        "herald.file.h1:/var/log/x.log"
+    );
+    assert_eq!(e["payload"]["size"], 10);
+}
+
+const NGINX_RULE: &str = r#"
+[[mappings]]
+name = "nginx-errors"
+source = "nginx"
+kind = "line"
+when = [
+  { regex = '"(?P<method>[A-Z]+) (?P<path>[^ "]*) [^"]*" (?P<status>\d{3}) ' },
+  { field = "status", gte = 500 },
+]
+event = "nginx.request.{method | lower}.failed"
+resource.id = "nginx.route.{path | slug}"
+resource.labels = { "http.status" = "{status}", "prefect.resource.name" = "{method} {path}" }
+related = [ { id = "nginx.method.{method | lower}", role = "method", labels = { "x.m" = "{method}" } } ]
+payload = { status = "{status}", code = "{status}", fixed = 7 }
+"#;
+
+#[test]
+fn captures_become_fields_labels_and_payload() {
+    let mut m = mapper(NGINX_RULE);
+    let e = one(
+        &mut m,
+        line(
+            "nginx",
+            r#"1.2.3.4 - - [x] "POST /api/Flows HTTP/1.1" 502 10 "-" "-""#,
+        ),
+    );
+    assert_eq!(e["event"], "nginx.request.post.failed");
+    assert_eq!(
+        e["resource"]["prefect.resource.id"],
+        "nginx.route.api-flows"
+    );
+    assert_eq!(e["resource"]["http.status"], "502");
+    assert_eq!(e["resource"]["prefect.resource.name"], "POST /api/Flows");
+    assert_eq!(e["resource"]["acme.team"], "data");
+    assert!(
+        e["resource"].get("herald.file.path").is_none(),
+        "an own id drops the file labels"
+    );
+    assert_eq!(e["related"][0]["prefect.resource.id"], "nginx.method.post");
+    assert_eq!(e["related"][0]["prefect.resource.role"], "method");
+    assert_eq!(e["related"][0]["x.m"], "POST");
+    assert_eq!(e["related"][1]["prefect.resource.role"], "host");
+    assert_eq!(
+        e["payload"],
+        json!({"status": "502", "code": "502", "fixed": 7})
+    );
+    // A 200 fails `gte`, and a line on another source is not looked at.
+    let ok = one(
+        &mut m,
+        line(
+            "nginx",
+            r#"1.2.3.4 - - [x] "GET / HTTP/1.1" 200 10 "-" "-""#,
+        ),
+    );
+    assert_eq!(ok["event"], "herald.log.line");
+    let other = one(&mut m, line("app", r#"x "GET / HTTP/1.1" 503 1"#));
+    assert_eq!(other["event"], "herald.log.line");
+}
+
+fn matches(rule_when: &str, obs: Observation) -> bool {
+    let mut m = mapper(&format!(
+        "[[mappings]]\nname = \"r\"\nkind = \"line\"\nwhen = {rule_when}\nevent = \"hit\"\n"
+    ));
+    one(&mut m, obs)["event"] == "hit"
+}
+
+#[test]
+fn each_condition() {
+    let j = |v: Value| line("app", &v.to_string()).with("json", v);
+    let doc = json!({"level": "ERROR", "n": 5, "user": {"id": "u1"}, "ok": true, "ratio": 0.5});
+    assert!(matches(
+        r#"[{ field = "json.level", equals = "ERROR" }]"#,
+        j(doc.clone())
+    ));
+    assert!(!matches(
+        r#"[{ field = "json.level", equals = "error" }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.n", equals = 5 }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.n", equals = "5" }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.ok", equals = true }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.level", in = ["WARN", "ERROR"] }]"#,
+        j(doc.clone())
+    ));
+    assert!(!matches(
+        r#"[{ field = "json.level", in = ["WARN"] }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.user.id", exists = true }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.user.name", exists = false }]"#,
+        j(doc.clone())
+    ));
+    assert!(!matches(
+        r#"[{ field = "json.user.name", exists = true }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.n", gt = 4, lt = 6 }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.n", gte = 5, lte = 5 }]"#,
+        j(doc.clone())
+    ));
+    assert!(!matches(
+        r#"[{ field = "json.n", gt = 5 }]"#,
+        j(doc.clone())
+    ));
+    assert!(!matches(
+        r#"[{ field = "json.n", lt = 5 }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ field = "json.ratio", lt = 0.75 }]"#,
+        j(doc.clone())
+    ));
+    assert!(
+        !matches(r#"[{ field = "json.level", gt = 1 }]"#, j(doc.clone())),
+        "not a number"
+    );
+    assert!(!matches(
+        r#"[{ field = "json.nope", gt = 1 }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ not = { field = "json.level", equals = "INFO" } }]"#,
+        j(doc.clone())
+    ));
+    assert!(!matches(
+        r#"[{ not = { field = "json.level", equals = "ERROR" } }]"#,
+        j(doc.clone())
+    ));
+    assert!(matches(
+        r#"[{ any = [{ field = "json.n", equals = 1 }, { field = "json.level", regex = "^ERR" }] }]"#,
+        j(doc.clone())
+    ));
+    assert!(!matches(
+        r#"[{ any = [{ field = "json.n", equals = 1 }, { field = "json.level", regex = "^W" }] }]"#,
+        j(doc.clone())
+    ));
+    assert!(
+        matches(r#"[{ regex = "(?i)error" }]"#, j(doc.clone())),
+        "regex on the line"
+    );
+    // JSON paths work on lines the source did not parse: parsed on demand.
+    assert!(matches(
+        r#"[{ field = "json.user.id", equals = "u1" }]"#,
+        line("app", &doc.to_string())
+    ));
+    assert!(!matches(
+        r#"[{ field = "json.level", exists = true }]"#,
+        line("app", "not json")
+    ));
+    // Numeric tests on captures, which are strings.
+    assert!(matches(
+        r#"[{ regex = 'took (?P<ms>\d+)ms' }, { field = "ms", gte = 100 }]"#,
+        line("app", "took 250ms")
+    ));
+    assert!(!matches(
+        r#"[{ regex = 'took (?P<ms>\d+)ms' }, { field = "ms", gte = 100 }]"#,
+        line("app", "took 25ms")
+    ));
+    // A regex on a capture.
+    assert!(matches(
+        r#"[{ regex = 'user=(?P<user>\S+)' }, { field = "user", regex = '^adm' }]"#,
+        line("app", "login user=admin")
+    ));
+}
+
+#[test]
+fn first_match_wins_drop_drops_and_continue_goes_on() {
+    let rules = r#"
+[[mappings]]
+name = "health"
+when = [{ regex = "/healthz" }]
+drop = true
+
+[[mappings]]
+name = "audit"
+kind = "line"
+when = [{ regex = "ERROR" }]
+event = "app.audit"
+continue = true
+
+[[mappings]]
+name = "errors"
+kind = "line"
+when = [{ regex = "ERROR" }]
+event = "app.error"
+
+[[mappings]]
+name = "never"
+kind = "line"
+when = [{ regex = "ERROR" }]
+event = "app.never"
+"#;
+    let mut m = mapper(rules);
+    assert!(events(&mut m, line("app", "GET /healthz")).is_empty());
+    assert_eq!(m.stats().dropped, 1);
+    let fired = Arc::new(AtomicUsize::new(0));
+    let mut obs = line("app", "ERROR boom");
+    obs.identity = Some(b"x".to_vec());
+    let counter = fired.clone();
+    obs.on_durable = Some(OnDurable::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    let mut out = Vec::new();
+    assert_eq!(m.map(obs, &mut out).expect("maps"), 2);
+    let names: Vec<Value> = out
+        .iter()
+        .map(|o| serde_json::from_slice::<Value>(&o.json).expect("json")["event"].clone())
+        .collect();
+    assert_eq!(names, [json!("app.audit"), json!("app.error")]);
+    assert_ne!(
+        out[0].id, out[1].id,
+        "each event of one observation has its own id"
+    );
+    assert_eq!(out[0].id, event::derived_id("app", b"x"));
+    assert!(out[0].on_durable.is_none());
+    out.pop()
+        .and_then(|m| m.on_durable)
+        .expect("the last carries it")
+        .fire();
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    // continue alone ends at the built-in default.
+    let mut m =
+        mapper("[[mappings]]\nname = \"a\"\nkind = \"line\"\nevent = \"also\"\ncontinue = true\n");
+    let all = events(&mut m, line("app", "x"));
+    assert_eq!(all[0]["event"], "also");
+    assert_eq!(all[1]["event"], "herald.log.line");
+}
+
+#[test]
+fn a_missing_value_uses_its_default_or_falls_through_counted() {
+    let rules = r#"
+[[mappings]]
+name = "needs-user"
+kind = "line"
+event = "user.{json.user}"
+
+[[mappings]]
+name = "defaulted"
+kind = "line"
+event = "user.{json.user | default:anonymous}"
+"#;
+    let mut m = mapper(rules);
+    let e = one(&mut m, line("app", r#"{"user":"ann"}"#));
+    assert_eq!(e["event"], "user.ann");
+    let e = one(&mut m, line("app", r#"{"other":1}"#));
+    assert_eq!(e["event"], "user.anonymous");
+    assert_eq!(m.stats().unmapped, 1);
+    // Without a later rule, the built-in default takes it.
+    let mut m =
+        mapper("[[mappings]]\nname = \"n\"\nkind = \"line\"\nresource.id = \"x.{json.id}\"\n");
+    let e = one(&mut m, line("app", "plain"));
+    assert_eq!(e["event"], "herald.log.line");
+    assert_eq!(m.stats().unmapped, 1);
+    // An empty rendered name is invalid: counted, not sent.
+    let mut m = mapper("[[mappings]]\nname = \"n\"\nkind = \"line\"\nevent = \"{json.e}\"\n");
+    let e = one(&mut m, line("app", r#"{"e":" "}"#));
+    assert_eq!(e["event"], "herald.log.line");
+    assert_eq!(m.stats().unmapped, 1);
+}
+
+#[test]
+fn occurred_from_a_field() {
+    let rule = |field: &str, format: &str| {
+        mapper(&format!(
+            "[[mappings]]\nname = \"t\"\nkind = \"line\"\nwhen = [{{ regex = '^(?P<t>[^|]+)\\|' }}]\n\
+             occurred = {{ field = \"{field}\", format = \"{format}\" }}\n"
+        ))
+    };
+    let mut m = rule("t", "%d/%b/%Y:%H:%M:%S %z");
+    let e = one(&mut m, line("app", "10/Oct/2024:13:55:36 +0200|x"));
+    assert_eq!(e["occurred"], "2024-10-10T11:55:36.000000Z");
+    let mut m = rule("t", "%Y-%m-%d %H:%M:%S%.f");
+    let e = one(&mut m, line("app", "2024-10-10 13:55:36.25|x"));
+    assert_eq!(
+        e["occurred"], "2024-10-10T13:55:36.250000Z",
+        "no offset is UTC"
+    );
+    let mut m = rule("t", "rfc3339");
+    let e = one(&mut m, line("app", "2024-05-01T10:00:00.123456+01:00|"));
+    assert_eq!(e["occurred"], "2024-05-01T09:00:00.123456Z");
+    let mut m = rule("t", "epoch");
+    let e = one(&mut m, line("app", "1700000000.5|"));
+    assert_eq!(e["occurred"], "2023-11-14T22:13:20.500000Z");
+    let mut m = rule("t", "epoch_ms");
+    let e = one(&mut m, line("app", "1700000000123|"));
+    assert_eq!(e["occurred"], "2023-11-14T22:13:20.123000Z");
+    let mut m = rule("json.ts", "epoch");
+    let obs = line("app", "x|").with("json", json!({"ts": 1_700_000_000}));
+    assert_eq!(one(&mut m, obs)["occurred"], "2023-11-14T22:13:20.000000Z");
+    // Failures fall back to the observed time, counted.
+    let mut m = rule("t", "rfc3339");
+    let obs = line("app", "yesterday|");
+    let seen = json::in_range(&obs.observed_at);
+    let observed = crate::event::format_timestamp(&obs.observed_at);
+    let e = one(&mut m, obs);
+    assert!(seen);
+    assert_eq!(e["occurred"], observed);
+    let mut m2 = rule("t", "epoch");
+    one(&mut m2, line("app", "99999999999999999|"));
+    assert_eq!(m.stats().occurred_failures, 1);
+    assert_eq!(m2.stats().occurred_failures, 1, "year past 9999");
+}
+
+#[test]
+fn payload_fields_and_builtin_related() {
+    let rules = r#"
+[[mappings]]
+name = "all"
+kind = "line"
+when = [{ regex = "^(?P<word>\\w+)" }]
+payload_fields = "all"
+builtin_related = false
+
+[[mappings]]
+name = "named"
+kind = "agent.heartbeat"
+payload = { n = "{beat}", text = "beat {beat}" }
+payload_fields = ["uptime_seconds"]
+"#;
+    let mut m = mapper(rules);
+    let e = one(&mut m, line("app", "hello world"));
+    assert_eq!(
+        e["payload"],
+        json!({"line": "hello world", "path": "/var/log/app/access.log", "offset": 120, "word": "hello"})
+    );
+    assert_eq!(e["related"], json!([]));
+    let hb = Observation::new(Arc::from("hb"), "agent.heartbeat")
+        .with("beat", 3)
+        .with("uptime_seconds", 9);
+    let e = one(&mut m, hb);
+    assert_eq!(
+        e["payload"],
+        json!({"n": 3, "text": "beat 3", "uptime_seconds": 9})
+    );
+}
+
+#[test]
+fn follows_chains_per_resource_and_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = config("");
+    let first = {
+        let mut m = Mapper::new(identity(&c), &c.mappings, Some(dir.path()));
+        let a = one(&mut m, line("app", "a"));
+        assert!(a.get("follows").is_none(), "nothing before the first");
+        let b = one(&mut m, line("app", "b"));
+        assert_eq!(b["follows"], a["id"]);
+        let elsewhere = Observation::new(Arc::from("app"), "line")
+            .with("line", "c")
+            .with("path", "/other.log");
+        let other = one(&mut m, elsewhere);
+        assert!(other.get("follows").is_none(), "another resource");
+        m.flush_state().expect("saved");
+        b["id"].clone()
+    };
+    let mut m = Mapper::new(identity(&c), &c.mappings, Some(dir.path()));
+    let next = one(&mut m, line("app", "d"));
+    assert_eq!(next["follows"], first, "the chain survived the restart");
+    // Over five minutes apart: no follows.
+    let mut late = line("app", "e");
+    late.observed_at += chrono::Duration::minutes(6);
+    assert!(one(&mut m, late).get("follows").is_none());
+    // A re-read line (same derived id) never follows itself.
+    let mut m = mapper("");
+    let make = || {
+        let mut o = line("app", "same");
+        o.identity = Some(b"line-1".to_vec());
+        o
+    };
+    one(&mut m, make());
+    assert!(one(&mut m, make()).get("follows").is_none());
+    // follows = "off".
+    let mut m = mapper("[[mappings]]\nname = \"o\"\nkind = \"line\"\nfollows = \"off\"\n");
+    one(&mut m, line("app", "a"));
+    assert!(one(&mut m, line("app", "b")).get("follows").is_none());
+}
+
+#[test]
+fn sample_and_rate_limits_are_counted_and_reported() {
+    let rules = r#"
+[[mappings]]
+name = "chatty"
+kind = "line"
+when = [{ regex = "chatty" }]
+event = "app.chatty"
+max_per_second = 2
+
+[[mappings]]
+name = "sampled"
+kind = "line"
+when = [{ regex = "sampled" }]
+event = "app.sampled"
+sample = 10
+"#;
+    let mut m = mapper(rules);
+    let at = Utc::now();
+    let mut made = 0;
+    for _ in 0..5 {
+        let mut o = line("app", "chatty");
+        o.observed_at = at;
+        made += events(&mut m, o).len();
+    }
+    for _ in 0..20 {
+        made += events(&mut m, line("app", "sampled")).len();
+    }
+    assert_eq!(made, 2 + 2);
+    assert_eq!(m.stats().suppressed, 3 + 18);
+    let report = m.suppressed_observation().expect("something held back");
+    let e = one(&mut m, report);
+    assert_eq!(e["event"], "herald.agent.suppressed");
+    assert_eq!(e["resource"]["prefect.resource.id"], "herald.agent.h1");
+    assert_eq!(
+        e["payload"],
+        json!({"rules": {"chatty": 3, "sampled": 18}, "total": 21})
+    );
+    assert!(m.suppressed_observation().is_none(), "counts were taken");
+}
+
+use chrono::Utc;
+
+#[test]
+fn an_oversized_event_is_an_error_not_a_panic() {
+    let mut m = mapper("");
+    let obs = Observation::new(Arc::from("hb"), "agent.heartbeat")
+        .with("big", "x".repeat(event::MAX_EVENT_BYTES));
+    let mut out = Vec::new();
+    let error = m.map(obs, &mut out).expect_err("too large");
+    assert_eq!(error.error.rule(), "too_large");
+    assert!(error.to_string().contains("source hb"), "{error}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn the_prefilter_agrees_with_each_rule_alone() {
+    // Many rules on the line: the first that matches must win exactly as
+    // if each regex ran on its own.
+    let words = [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "ep[s]ilon",
+        "(?i)ZETA",
+        "^eta",
+        "theta$",
+    ];
+    let mut rules = String::new();
+    for (i, w) in words.iter().enumerate() {
+        rules.push_str(&format!(
+            "[[mappings]]\nname = \"r{i}\"\nkind = \"line\"\nwhen = [{{ regex = '{w}' }}]\nevent = \"hit.{i}\"\n"
+        ));
+    }
+    let mut m = mapper(&rules);
+    assert_eq!(m.sets.len(), 1);
+    let regexes: Vec<Regex> = words
+        .iter()
+        .map(|w| Regex::new(w).expect("regex"))
+        .collect();
+    for text in [
+        "x beta alpha",
+        "zeta",
+        "eta",
+        "no",
+        "a theta",
+        "epsilon!",
+        "xeta",
+    ] {
+        let expected = regexes
+            .iter()
+            .position(|r| r.is_match(text))
+            .map_or("herald.log.line".to_owned(), |i| format!("hit.{i}"));
+        assert_eq!(
+            one(&mut m, line("app", text))["event"],
+            expected.as_str(),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn mapping_mistakes_are_all_reported_with_positions() {
+    let text = r#"
+[[mappings]]
+name = "a"
+kind = "line"
+event = "x.{pth}.{line | lowr}"
+when = [{ regex = "(unclosed" }, { field = "json.level", equals = "x", bogus = 1 }]
+
+[[mappings]]
+name = "a"
+source = "ngnix"
+kind = "proces.exited"
+drop = true
+event = "never"
+resource.labels = { "prefect.resource.id" = "x" }
+occurred = { field = "line", format = "%Q" }
+sample = 0
+"#;
+    let shown = mistakes(text);
+    let line_of = |needle: &str| {
+        format!("{HEAD}{text}")
+            .lines()
+            .position(|l| l.contains(needle))
+            .expect("present")
+            + 1
+    };
+    let event_line = line_of("event = \"x.{pth}");
+    // `pth` starts at column 13 of `event = "x.{pth}...`.
+    assert!(
+        shown.contains(&format!(
+            "t.toml:{event_line}:13: in template: unknown field `pth`"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("did you mean `path`?"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "t.toml:{event_line}:26: in template: unknown filter `lowr`"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("invalid regex"), "{shown}");
+    assert!(shown.contains("unknown key `bogus`"), "{shown}");
+    assert!(
+        shown.contains("mapping name \"a\" is already used"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("source \"ngnix\" matches no known source"),
+        "{shown}"
+    );
+    assert!(shown.contains("did you mean \"nginx\"?"), "{shown}");
+    assert!(
+        shown.contains("kind \"proces.exited\" matches no known kind"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("builds no event, so `event` does nothing"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("`prefect.resource.id` is set by its own key"),
+        "{shown}"
+    );
+    assert!(shown.contains("invalid time format"), "{shown}");
+    assert!(shown.contains("sample must be at least 1"), "{shown}");
+}
+
+#[test]
+fn fields_are_checked_against_the_kind() {
+    let shown =
+        mistakes("[[mappings]]\nname = \"a\"\nkind = \"agent.heartbeat\"\nevent = \"{line}\"\n");
+    assert!(shown.contains("unknown field `line`"), "{shown}");
+    let shown =
+        mistakes("[[mappings]]\nname = \"a\"\nkind = \"agent.*\"\nwhen = [{ regex = \"x\" }]\n");
+    assert!(
+        shown.contains("a regex without `field` tests `line`"),
+        "{shown}"
+    );
+    let shown = mistakes("[[mappings]]\nname = \"a\"\nevent = \"{path.x}\"\n");
+    assert!(shown.contains("`path` has no fields"), "{shown}");
+    let shown =
+        mistakes("[[mappings]]\nname = \"a\"\nwhen = [{ regex = '(?P<x>a)(?P<x2>b)' }, {}]\n");
+    assert!(shown.contains("this condition tests nothing"), "{shown}");
+    let shown = mistakes("[[mappings]]\nname = \"a\"\nwhen = [{ equals = 1 }]\n");
+    assert!(shown.contains("`equals` needs a `field`"), "{shown}");
+    // Globs: agent.* sees every agent kind's fields.
+    config("[[mappings]]\nname = \"a\"\nkind = \"agent.*\"\nevent = \"x.{uptime_seconds}\"\n");
+}
+
+#[test]
+fn mapping_tests_run_and_show_their_differences() {
+    let c = config(&format!(
+        "{NGINX_RULE}\n{}",
+        r#"
+[[tests]]
+name = "a 502 fails"
+source = "nginx"
+line = '1.2.3.4 - - [x] "GET /a HTTP/1.1" 502 1 "-" "-"'
+fields = { path = "/var/log/nginx/access.log" }
+expect = { event = "nginx.request.get.failed", resource = { "http.status" = "502" }, related = [ { "prefect.resource.role" = "method" } ], payload = { status = "502" } }
+
+[[tests]]
+name = "wrong on purpose"
+source = "nginx"
+line = '1.2.3.4 - - [x] "GET /a HTTP/1.1" 503 1 "-" "-"'
+[tests.expect]
+event = "nginx.request.get.broken"
+resource = { "http.status" = "502", "nope" = "x" }
+related = [ { "prefect.resource.role" = "client" } ]
+payload = { status = "500", deep = { x = 1 } }
+
+[[tests]]
+name = "not dropped"
+source = "app"
+line = "x"
+expect = { dropped = true }
+"#
+    ));
+    let outcomes = testing::run(&identity(&c), &c.mappings, &c.tests);
+    assert!(outcomes[0].passed(), "{:?}", outcomes[0].differences);
+    let d = &outcomes[1].differences;
+    assert_eq!(d.len(), 6, "{d:#?}");
+    assert!(
+        d[0].contains("event: expected \"nginx.request.get.broken\""),
+        "{d:?}"
+    );
+    assert!(
+        d.iter()
+            .any(|l| l.contains("resource[\"nope\"]: expected \"x\", got (missing)")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter()
+            .any(|l| l.contains("payload.status: expected \"500\", got \"503\"")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter()
+            .any(|l| l.contains("payload.deep: expected {\"x\":1}, got (missing)")),
+        "{d:?}"
+    );
+    assert!(!outcomes[2].passed());
+    assert!(outcomes[1].line > outcomes[0].line);
+}
+
+#[test]
+fn test_cases_are_checked_at_load() {
+    let shown = mistakes(
+        "[[tests]]\nname = \"t\"\nsource = \"nope\"\nkind = \"lines\"\nfields = { pth = \"x\" }\n\
+         [[tests]]\nname = \"u\"\nsource = \"app\"\nfields = { pth = \"x\" }\n",
+    );
+    assert!(shown.contains("no source is named \"nope\""), "{shown}");
+    assert!(shown.contains("unknown kind \"lines\""), "{shown}");
+    assert!(shown.contains("kind line has no field `pth`"), "{shown}");
+    assert!(
+        shown.contains("missing the required key `expect`"),
+        "{shown}"
+    );
+}
+
+/// Every key the mapping schema reads, read from a config using them all,
+/// is documented in config.example.toml (whose own test only sees keys its
+/// uncommented tables use).
+#[test]
+fn every_mapping_key_is_documented() {
+    let text = format!(
+        "{HEAD}{NGINX_RULE}{}",
+        r#"
+[[mappings]]
+name = "all-keys"
+source = "app"
+kind = ["line"]
+when = [
+  { field = "line", regex = "x", equals = "x", in = ["x"], exists = true, gt = 1, gte = 1, lt = 1, lte = 1 },
+  { not = { field = "line", equals = "y" } },
+  { any = [ { field = "line", equals = "z" } ] },
+]
+continue = false
+occurred = { field = "line", format = "rfc3339" }
+payload_fields = "all"
+follows = "off"
+builtin_related = true
+sample = 2
+max_per_second = 3
+
+[[mappings]]
+name = "dropper"
+drop = true
+
+[[tests]]
+name = "t"
+source = "app"
+kind = "line"
+line = "x"
+fields = { offset = 1 }
+expect = { event = "e", resource = {}, related = [], payload = {}, dropped = false }
+"#
+    );
+    let dec = crate::config::decode::Decoder::new("t", &text, &no_env);
+    let (document, syntax) = toml::de::DeTable::parse_recoverable(&text);
+    assert!(syntax.is_empty());
+    let root = crate::config::decode::Table::root(&dec, document.get_ref());
+    let names = vec!["app".to_owned(), "nginx".to_owned()];
+    read_mappings(&root, &names);
+    testing::read_tests(&root, &names);
+    let asked = dec.asked();
+    assert!(asked.contains("max_per_second") && asked.contains("lte") && asked.contains("dropped"));
+    let example = include_str!("../../config.example.toml");
+    for key in asked {
+        let documented = example.lines().any(|l| {
+            let l = l.trim_start_matches(['#', ' ']);
+            l.starts_with(&format!("{key} ="))
+                || l.starts_with(&format!("[[{key}]]"))
+                || l.starts_with(&format!("{key}."))
+        });
+        assert!(documented, "config.example.toml does not document `{key}`");
+    }
+}
+
+#[test]
+fn resources_and_related_keep_their_checks() {
+    // A related resource whose role renders empty is invalid: the rule is
+    // skipped, the default used.
+    let mut m = mapper(
+        "[[mappings]]\nname = \"r\"\nkind = \"line\"\nevent = \"e\"\n\
+         related = [ { id = \"x\", role = \"{json.role}\" } ]\n",
+    );
+    assert_eq!(
+        one(&mut m, line("app", r#"{"role":""}"#))["event"],
+        "herald.log.line"
+    );
+    assert_eq!(one(&mut m, line("app", r#"{"role":"r"}"#))["event"], "e");
+    let _ = (Resource::new("x"), RelatedResource::new("x", "y"));
+}
