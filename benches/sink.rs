@@ -188,6 +188,7 @@ async fn throughput() {
         reader,
         letters,
         Arc::new(Stats::default()),
+        CancellationToken::new(),
     );
     let cpu_before = cpu_seconds();
     let started = Instant::now();
@@ -232,6 +233,7 @@ async fn latency() {
         queue.reader().expect("reader"),
         DeadLetters::new(dir.path(), 1 << 20),
         Arc::new(Stats::default()),
+        CancellationToken::new(),
     );
     let stop = CancellationToken::new();
     let task = tokio::spawn(sender.run(stop.clone()));

@@ -83,6 +83,9 @@ pub struct Summary {
     pub left_queued: u64,
     /// Whether the drain finished within the grace period.
     pub drained: bool,
+    /// Whether the agent stopped because its sink can never work again
+    /// (stdout closed) rather than because it was asked to.
+    pub sink_gone: bool,
 }
 
 /// Runs the agent until `shutdown` resolves (a signal, or a test saying
@@ -140,12 +143,16 @@ pub async fn run(
         &data_dir.dead_letter_dir(),
         config.sink.dead_letter_max_bytes,
     );
+    // Cancelled by the sender when sending can never succeed (stdout
+    // closed), which stops the agent like a signal would.
+    let sink_gone = CancellationToken::new();
     let sender = Sender::new(
         sink,
         config.sink.clone(),
         reader,
         dead_letters,
         stats.clone(),
+        sink_gone.clone(),
     );
     let sender = tokio::spawn(sender.run(stop_sending.clone()));
 
@@ -176,7 +183,10 @@ pub async fn run(
     tracker.close();
     info!("AgentStarted");
 
-    let reason = shutdown.await;
+    let reason = tokio::select! {
+        reason = shutdown => reason,
+        () = sink_gone.cancelled() => "the sink is gone (stdout closed)".to_owned(),
+    };
     let grace = config.agent.shutdown_grace;
     info!(reason = %reason, grace = ?grace, "AgentStopping");
     let deadline = Instant::now() + grace;
@@ -215,6 +225,7 @@ pub async fn run(
         send_failures: Stats::get(&stats.batches_failed),
         left_queued: queue.metrics().depth_events,
         drained,
+        sink_gone: sink_gone.is_cancelled(),
     };
     if drained {
         info!(

@@ -225,6 +225,7 @@ fn run(arg: ConfigArg) -> ExitCode {
             }
         };
         match crate::agent::run(config, &env, shutdown).await {
+            Ok(summary) if summary.sink_gone => ExitCode::from(EXIT_FAILURE),
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 error!(error = %e, "AgentFailed");

@@ -389,3 +389,29 @@ fn events_queued_while_the_endpoint_was_down_are_sent_by_the_next_run() {
         started[1]
     );
 }
+
+#[test]
+fn a_closed_stdout_stops_the_agent_instead_of_retrying_forever() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        "[[sources.heartbeat]]\nname = \"beat\"\ninterval = \"100ms\"\n",
+    );
+    // `herald run | head -1`: the reader goes away after one line.
+    let script = format!(
+        "{} run --config {} | head -1 >/dev/null; exit ${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_herald"),
+        config.display()
+    );
+    let run = herald()
+        .program("bash")
+        .args(["-c", &script])
+        .env("HERALD_AGENT_DATA_DIR", dir.path().join("data"))
+        .run(LIMIT);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr_text());
+    assert!(
+        run.stderr_text().contains("SinkGone"),
+        "{}",
+        run.stderr_text()
+    );
+}

@@ -48,6 +48,9 @@ enum Verdict {
     Retry(Option<Duration>),
     /// The endpoint refuses our credentials or does not know the URL.
     Unauthorized,
+    /// Nobody reads what herald writes (stdout closed): sending cannot
+    /// ever succeed, so the agent stops.
+    Gone,
     /// These items (index, reason) are invalid; the rest may go.
     BadItems(Vec<(usize, String)>),
     /// Something in the batch is invalid, the endpoint did not say what.
@@ -59,6 +62,9 @@ enum Verdict {
 fn judge(result: Result<(), SendError>, events: usize) -> Verdict {
     let (status, body, retry_after) = match result {
         Ok(()) => return Verdict::Delivered,
+        Err(SendError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Verdict::Gone;
+        }
         Err(SendError::Transport(_) | SendError::Io(_)) => return Verdict::Retry(None),
         Err(SendError::Status {
             status,
@@ -140,6 +146,8 @@ pub struct Sender {
     rate: RateLimit,
     backoff: Backoff,
     last_auth_error: Option<Instant>,
+    /// Cancelled when sending can never succeed again, to stop the agent.
+    fatal: CancellationToken,
 }
 
 /// The stage was told to stop while a batch was unfinished; it stays
@@ -154,6 +162,7 @@ impl Sender {
         reader: Reader,
         dead_letters: DeadLetters,
         stats: Arc<Stats>,
+        fatal: CancellationToken,
     ) -> Self {
         Sender {
             rate: RateLimit::new(config.max_events_per_second, config.burst),
@@ -164,6 +173,7 @@ impl Sender {
             dead_letters,
             stats,
             last_auth_error: None,
+            fatal,
         }
     }
 
@@ -243,6 +253,15 @@ impl Sender {
                             .unwrap_or_else(|| self.backoff.next_delay());
                         error!(stage = "sending", events = part.len(), attempt = self.backoff.attempts(), error = failure.as_deref().unwrap_or(""), retry_in = ?delay, "BatchSendFailed: will retry");
                         self.pause(delay, stop).await?;
+                    }
+                    Verdict::Gone => {
+                        error!(
+                            stage = "sending",
+                            events = part.len(),
+                            "SinkGone: stdout is closed; stopping (the events stay queued)"
+                        );
+                        self.fatal.cancel();
+                        return Err(Stopped);
                     }
                     Verdict::Unauthorized => {
                         Stats::add(&self.stats.batches_failed, 1);
