@@ -12,7 +12,9 @@ Phases:
            events on the agent's resource, each naming its host as a related
            resource, started carrying version and config_digest, ids unique.
   stopped  a herald.agent.stopped event on the agent's resource, naming its
-           host as a related resource.
+           host as a related resource; with --sent N, exactly N events with
+           distinct ids on the agent's resource (what herald says it sent:
+           every event arrived, none twice).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def main() -> int:
     p.add_argument("--hostname", required=True, help="the agent's [agent] hostname")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--pid", type=int, help="stop polling early if this process is gone")
+    p.add_argument("--sent", type=int, help="stopped phase: how many events herald sent")
     args = p.parse_args()
 
     api = args.api.rstrip("/")
@@ -124,7 +127,9 @@ def main() -> int:
                 len(named(mine, "herald.agent.started")) >= 1
                 and len(named(mine, "herald.agent.heartbeat")) >= 2
             )
-        return len(named(mine, "herald.agent.stopped")) >= 1
+        return len(named(mine, "herald.agent.stopped")) >= 1 and (
+            args.sent is None or len(mine) >= args.sent
+        )
 
     deadline = time.monotonic() + args.timeout
     everything: list[dict] = []
@@ -188,6 +193,13 @@ def main() -> int:
             bool(stopped) and all(has_host(e, host) for e in stopped),
             f"herald.agent.stopped names related host {host}",
         )
+        if args.sent is not None:
+            ids = {e.get("id") for e in mine}
+            checks.check(
+                len(mine) == args.sent and len(ids) == len(mine),
+                f"every event herald sent is stored once: {args.sent} sent,"
+                f" {len(mine)} read back on {agent} ({len(ids)} distinct ids)",
+            )
     return 1 if checks.failed else 0
 
 

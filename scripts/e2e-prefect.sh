@@ -4,7 +4,10 @@
 # Starts its own throwaway `prefect server start` on a free loopback port,
 # runs `herald run` with a heartbeat source against it, reads the events back
 # through Prefect's API, stops herald with SIGTERM and reads back its
-# `herald.agent.stopped` event. Prints `ok - ...` / `not ok - ...` per check
+# `herald.agent.stopped` event and, by count, every event it sent. It does
+# this twice: with `transport = "http"` (POST /events) and with
+# `transport = "websocket"` (/events/in and its auth frame), each agent
+# under its own hostname. Prints `ok - ...` / `not ok - ...` per check
 # and, as its last line, `N passed, M failed`; exits non-zero if any failed.
 #
 # Environment (all optional):
@@ -24,6 +27,7 @@ SPEC="${HERALD_E2E_PREFECT_SPEC:-prefect==3.9.1}"
 VENV="${HERALD_E2E_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/herald/prefect-venv}"
 PYTHON="${HERALD_E2E_PYTHON:-python3}"
 HOSTNAME_LABEL="e2e-host"
+WS_HOSTNAME_LABEL="e2e-ws-host"
 HEALTH_WAIT=120 # seconds for the server to answer /api/health
 READ_WAIT=60    # seconds for events to become visible
 EXIT_WAIT=30    # seconds for herald to exit after SIGTERM
@@ -228,20 +232,28 @@ ok "Prefect server answers $API/health (after $((SECONDS - t0))s)"
 
 # --- herald ----------------------------------------------------------------
 
-CFG="$TMP/herald.toml"
-cat >"$CFG" <<EOF
+# Writes to $1 a config for an agent named $2 sending with transport $3.
+write_config() {
+  cat >"$1" <<EOF
 [agent]
-data_dir = "$TMP/data"
-hostname = "$HOSTNAME_LABEL"
+data_dir = "$TMP/data-$2"
+hostname = "$2"
 
 [sink]
 type = "http"
 url = "$API"
+transport = "$3"
 
 [[sources.heartbeat]]
 name = "heartbeat"
 interval = "1s"
 EOF
+}
+
+CFG="$TMP/herald.toml"
+write_config "$CFG" "$HOSTNAME_LABEL" http
+WS_CFG="$TMP/herald-ws.toml"
+write_config "$WS_CFG" "$WS_HOSTNAME_LABEL" websocket
 
 # The same config without `url`, which then comes from PREFECT_API_URL.
 CFG_ENV="$TMP/herald-env-url.toml"
@@ -249,14 +261,16 @@ grep -v '^url = ' "$CFG" >"$CFG_ENV"
 
 herald_env=(env "${scrub[@]}" "NO_PROXY=127.0.0.1,localhost" "no_proxy=127.0.0.1,localhost")
 
-rc=0
-(cd "$TMP" && "${herald_env[@]}" "$BIN" validate --config "$CFG") >"$TMP/validate.log" 2>&1 || rc=$?
-if [ "$rc" -eq 0 ]; then
-  ok "herald validate --config accepts the e2e config"
-else
-  not_ok "herald validate --config accepts the e2e config (exit status $rc)"
-  tail_of "herald validate" "$TMP/validate.log"
-fi
+for config in "$CFG" "$WS_CFG"; do
+  rc=0
+  (cd "$TMP" && "${herald_env[@]}" "$BIN" validate --config "$config") >"$TMP/validate.log" 2>&1 || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    ok "herald validate --config accepts the e2e config $(basename "$config")"
+  else
+    not_ok "herald validate --config accepts the e2e config $(basename "$config") (exit status $rc)"
+    tail_of "herald validate" "$TMP/validate.log"
+  fi
+done
 
 rc=0
 (cd "$TMP" && "${herald_env[@]}" PREFECT_API_URL="$API" "$BIN" validate --config "$CFG_ENV") \
@@ -268,17 +282,12 @@ else
   tail_of "herald validate (PREFECT_API_URL)" "$TMP/validate-env.log"
 fi
 
-log "starting herald run"
-(
-  cd "$TMP"
-  exec "${herald_env[@]}" "$BIN" run --config "$CFG"
-) >"$TMP/herald.out" 2>"$TMP/herald.err" </dev/null &
-HERALD_PID=$!
-
-# Runs the read-back checker and counts its ok / not ok lines.
+# Runs the read-back checker for the agent named $1 (the other arguments
+# go to the checker) and counts its ok / not ok lines.
 read_back() {
-  local out line
-  out="$("$VENV/bin/python" "$CHECKER" --api "$API" --hostname "$HOSTNAME_LABEL" \
+  local hostname="$1" out line
+  shift
+  out="$("$VENV/bin/python" "$CHECKER" --api "$API" --hostname "$hostname" \
     --timeout "$READ_WAIT" "$@" 2>&1)" || true
   while IFS= read -r line; do
     case "$line" in
@@ -289,37 +298,66 @@ read_back() {
   done <<<"$out"
 }
 
-read_back --phase running --pid "$HERALD_PID"
+# Runs the agent named $2 with config $1 (transport $3, whose start-up line
+# must describe its sink as $4): reads its events back while it runs, stops
+# it, then reads back its stop event and, by count, every event it sent.
+run_agent() {
+  local config="$1" hostname="$2" transport="$3" sink="$4" rc sent deadline
+  log "starting herald run ($transport)"
+  (
+    cd "$TMP"
+    exec "${herald_env[@]}" "$BIN" run --config "$config"
+  ) >"$TMP/herald.out" 2>"$TMP/herald.err" </dev/null &
+  HERALD_PID=$!
 
-if kill -0 "$HERALD_PID" 2>/dev/null; then
-  ok "herald run is still running after its events were read back"
-else
-  rc=0
-  wait "$HERALD_PID" || rc=$?
-  HERALD_PID=""
-  not_ok "herald run is still running after its events were read back (it exited with $rc)"
-  finish
-fi
+  read_back "$hostname" --phase running --pid "$HERALD_PID"
 
-kill -TERM "$HERALD_PID" 2>/dev/null || true
-deadline=$((SECONDS + EXIT_WAIT))
-while kill -0 "$HERALD_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
-  sleep 0.1
-done
-if kill -0 "$HERALD_PID" 2>/dev/null; then
-  not_ok "herald exits within ${EXIT_WAIT}s of SIGTERM"
-  stop_herald
-else
-  rc=0
-  wait "$HERALD_PID" || rc=$?
-  HERALD_PID=""
-  if [ "$rc" -eq 0 ]; then
-    ok "herald exits 0 after SIGTERM"
+  if kill -0 "$HERALD_PID" 2>/dev/null; then
+    ok "herald run ($transport) is still running after its events were read back"
   else
-    not_ok "herald exits 0 after SIGTERM (exit status $rc)"
+    rc=0
+    wait "$HERALD_PID" || rc=$?
+    HERALD_PID=""
+    not_ok "herald run ($transport) is still running after its events were read back (it exited with $rc)"
+    finish
   fi
-fi
 
-read_back --phase stopped
+  kill -TERM "$HERALD_PID" 2>/dev/null || true
+  deadline=$((SECONDS + EXIT_WAIT))
+  while kill -0 "$HERALD_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+    sleep 0.1
+  done
+  if kill -0 "$HERALD_PID" 2>/dev/null; then
+    not_ok "herald ($transport) exits within ${EXIT_WAIT}s of SIGTERM"
+    stop_herald
+  else
+    rc=0
+    wait "$HERALD_PID" || rc=$?
+    HERALD_PID=""
+    if [ "$rc" -eq 0 ]; then
+      ok "herald ($transport) exits 0 after SIGTERM"
+    else
+      not_ok "herald ($transport) exits 0 after SIGTERM (exit status $rc)"
+    fi
+  fi
+
+  if grep -qF "sink=$sink " "$TMP/herald.err"; then
+    ok "herald ($transport) sends with $sink"
+  else
+    not_ok "herald ($transport) sends with $sink"
+  fi
+  if grep -q 'AgentStopped.* left_queued=0' "$TMP/herald.err"; then
+    ok "herald ($transport) sent everything it queued (left_queued=0)"
+  else
+    not_ok "herald ($transport) sent everything it queued (left_queued=0)"
+  fi
+  sent="$(sed -n 's/.*AgentStopped.* events_sent=\([0-9]*\).*/\1/p' "$TMP/herald.err" | tail -n 1)"
+  read_back "$hostname" --phase stopped ${sent:+--sent "$sent"}
+  # Kept for a failure report (cleanup shows herald.err of the last run).
+  cp "$TMP/herald.err" "$TMP/herald-$transport.err"
+}
+
+run_agent "$CFG" "$HOSTNAME_LABEL" http "POST $API/events"
+run_agent "$WS_CFG" "$WS_HOSTNAME_LABEL" websocket "websocket ws://127.0.0.1:$PORT/api/events/in"
 
 finish

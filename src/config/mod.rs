@@ -80,6 +80,16 @@ pub enum SinkKind {
     Http,
 }
 
+/// How the `http` sink reaches the API (`transport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `POST {url}/events`: a batch is acknowledged as a whole.
+    Http,
+    /// The websocket `{url}/events/in`, as Prefect's own client does it: no
+    /// acknowledgement per event (see `sink::websocket`).
+    Websocket,
+}
+
 /// `[sink]`.
 #[derive(Clone, Debug)]
 pub struct SinkConfig {
@@ -121,6 +131,8 @@ pub struct SinkConfig {
     pub client_identity_pem: Option<Secret>,
     /// Accept any server certificate. Dangerous; warned at every start.
     pub insecure_skip_verify: bool,
+    /// How the `http` sink reaches the API.
+    pub transport: Transport,
 }
 
 /// A value that must never be shown: `Debug` and `Display` print `***`.
@@ -639,6 +651,7 @@ fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
         (None, None) => None,
     };
     let insecure_skip_verify = t.or("insecure_skip_verify", false);
+    let transport = t.get_at::<Transport>("transport");
     if !(1..=10_000).contains(&batch_max_events)
         && let Some(value) = t.value("batch_max_events")
     {
@@ -676,6 +689,29 @@ fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
         None if url.is_some() => SinkKind::Http,
         None => SinkKind::Stdout,
     };
+    if let Some(at) = &transport
+        && at.value == Transport::Websocket
+    {
+        if kind != SinkKind::Http {
+            report(
+                dec,
+                at.span.clone(),
+                "HERALD_SINK_TRANSPORT",
+                "transport = \"websocket\" needs a url",
+                Some("set url = \"http://127.0.0.1:4200/api\" or PREFECT_API_URL".into()),
+            );
+        }
+        if gzip {
+            report(
+                dec,
+                at.span.clone(),
+                "HERALD_SINK_TRANSPORT",
+                "compression = \"gzip\" is for the http transport, not the websocket",
+                None,
+            );
+        }
+    }
+    let transport = transport.map_or(Transport::Http, |at| at.value);
     t.finish();
     Some(SinkConfig {
         kind,
@@ -696,6 +732,7 @@ fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
         ca_pem,
         client_identity_pem,
         insecure_skip_verify,
+        transport,
     })
 }
 
@@ -729,6 +766,20 @@ impl Decode for Compression {
             dec,
             raw,
             &[("none", Compression::None), ("gzip", Compression::Gzip)],
+        )
+    }
+}
+
+impl Decode for Transport {
+    const EXPECTED: &'static str = "\"http\" or \"websocket\"";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        one_of(
+            dec,
+            raw,
+            &[
+                ("http", Transport::Http),
+                ("websocket", Transport::Websocket),
+            ],
         )
     }
 }
@@ -1000,6 +1051,26 @@ interval = 5
             matches!(&err.0[0].origin, Origin::File { line: 1, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_websocket_transport_needs_a_url_and_no_gzip() {
+        let text = "[sink]\nurl = \"http://127.0.0.1:4200/api\"\ntransport = \"websocket\"\n";
+        let config = parse("t", text, &no_env).expect("valid");
+        assert_eq!(config.sink.transport, Transport::Websocket);
+        let config = parse("t", "", &no_env).expect("valid");
+        assert_eq!(config.sink.transport, Transport::Http);
+        let err = parse("t", "[sink]\ntransport = \"websocket\"\n", &no_env).expect_err("no url");
+        assert!(
+            err.to_string()
+                .contains("t:2:13: transport = \"websocket\" needs a url"),
+            "{err}"
+        );
+        let gzip = format!("{text}compression = \"gzip\"\n");
+        let err = parse("t", &gzip, &no_env).expect_err("gzip");
+        assert!(err.to_string().contains("not the websocket"), "{err}");
+        let err = parse("t", "[sink]\ntransport = \"ws\"\n", &no_env).expect_err("unknown");
+        assert!(err.to_string().contains("unknown value \"ws\""), "{err}");
     }
 
     #[test]

@@ -9,8 +9,9 @@ pub mod rate;
 pub mod retry;
 pub mod sender;
 pub mod stdout;
+pub mod websocket;
 
-use crate::config::{SinkConfig, SinkKind};
+use crate::config::{SinkConfig, SinkKind, Transport};
 
 /// A configured sink.
 pub enum Sink {
@@ -18,6 +19,8 @@ pub enum Sink {
     Stdout(stdout::StdoutSink),
     /// `POST {url}/events`.
     Http(http::HttpSink),
+    /// One event per text frame on the websocket `{url}/events/in`.
+    Websocket(websocket::WebsocketSink),
 }
 
 impl Sink {
@@ -28,7 +31,12 @@ impl Sink {
     /// system's TLS roots cannot be loaded).
     pub fn from_config(config: &SinkConfig) -> Result<Sink, SinkError> {
         match (config.kind, &config.url) {
-            (SinkKind::Http, Some(url)) => Ok(Sink::Http(http::HttpSink::new(config, url)?)),
+            (SinkKind::Http, Some(url)) => match config.transport {
+                Transport::Http => Ok(Sink::Http(http::HttpSink::new(config, url)?)),
+                Transport::Websocket => {
+                    Ok(Sink::Websocket(websocket::WebsocketSink::new(config, url)?))
+                }
+            },
             (SinkKind::Http, None) => Err(SinkError::NoUrl),
             (SinkKind::Stdout, _) => Ok(Sink::Stdout(stdout::StdoutSink::new())),
         }
@@ -43,6 +51,7 @@ impl Sink {
         match self {
             Sink::Stdout(sink) => sink.send(batch).await,
             Sink::Http(sink) => sink.send(batch).await,
+            Sink::Websocket(sink) => sink.send(batch).await,
         }
     }
 
@@ -51,6 +60,7 @@ impl Sink {
         match self {
             Sink::Stdout(_) => "stdout".to_owned(),
             Sink::Http(sink) => sink.describe(),
+            Sink::Websocket(sink) => sink.describe(),
         }
     }
 }

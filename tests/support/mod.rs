@@ -13,6 +13,8 @@
 mod endpoint;
 pub mod prefect_rules;
 mod process;
+pub mod tls;
+pub mod ws;
 
 use std::path::{Path, PathBuf};
 use std::thread;
