@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo test --all-targets
+cargo test
 HERALD_BIN="${HERALD_BIN:-${CARGO_TARGET_DIR:-target}/debug/herald}" scripts/e2e-prefect.sh
