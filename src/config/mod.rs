@@ -176,6 +176,8 @@ impl Decode for Secret {
 pub enum SourceConfig {
     /// `[[sources.heartbeat]]`.
     Heartbeat(HeartbeatConfig),
+    /// `[[sources.file]]`.
+    File(crate::sources::file::FileConfig),
 }
 
 impl SourceConfig {
@@ -183,6 +185,7 @@ impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             SourceConfig::Heartbeat(h) => &h.name,
+            SourceConfig::File(f) => &f.name,
         }
     }
 }
@@ -896,6 +899,13 @@ fn read_sources(t: Table<'_, '_, '_>) -> Vec<SourceConfig> {
             }))
         }),
     );
+    sources.extend(t.array_of_tables("file", "[[sources.file]]", |f| {
+        let name = f.required::<String>("name");
+        if let Some(name) = &name {
+            claim(name);
+        }
+        crate::sources::file::config::read(f, name).map(SourceConfig::File)
+    }));
     t.finish();
     sources
 }

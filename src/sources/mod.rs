@@ -4,6 +4,7 @@
 //! is how back-pressure reaches it. The channel carries batches, so a busy
 //! source (a log file) pays one hand-off per chunk read, not per line.
 
+pub mod file;
 pub mod heartbeat;
 
 use std::path::PathBuf;
@@ -72,11 +73,19 @@ pub fn spawn_all(
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let _ = context;
     for source in sources {
         let emitter = emitter.clone();
         let cancel = cancel.clone();
         match source {
+            SourceConfig::File(config) => {
+                file::spawn(
+                    config.clone(),
+                    context.state_dir.clone(),
+                    emitter,
+                    cancel,
+                    tracker,
+                );
+            }
             SourceConfig::Heartbeat(config) => {
                 let name: Arc<str> = Arc::from(config.name.as_str());
                 let interval = config.interval;

@@ -1,0 +1,530 @@
+//! Tail throughput of the real release binary: a pre-written file of
+//! nginx-like access lines and JSON lines (~216 bytes on average) is read
+//! through the default mapping and the queue (fdatasync per batch) and
+//! posted to a local HTTP endpoint that reads each body and discards it.
+//! Then the same volume spread over 100 files written while herald tails
+//! them.
+//!
+//! Reports lines/s, MB/s, herald's CPU seconds per GiB (utime + stime from
+//! /proc/<pid>/stat) and its peak RSS (VmHWM). Targets on the 2-core
+//! reference machine: >= 750,000 lines/s, <= 6 CPU-s/GiB, <= 32 MiB.
+//!
+//! `cargo bench --bench tail`; `HERALD_BENCH_BYTES` sets the volume
+//! (default 1GiB), `HERALD_BENCH_ONLY=single|many` runs one scenario.
+//! Self-contained: the lines are generated here and the endpoint is the
+//! bench's own.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const GIB: u64 = 1 << 30;
+const MARKER: &[u8] = b"\"line\":";
+
+fn main() {
+    let bytes: u64 = std::env::var("HERALD_BENCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(GIB);
+    let only = std::env::var("HERALD_BENCH_ONLY").unwrap_or_default();
+    let work = tempfile::tempdir().expect("temp dir");
+    println!(
+        "tail bench: {} MiB of lines, release herald {}",
+        bytes >> 20,
+        env!("CARGO_BIN_EXE_herald")
+    );
+    if only.is_empty() || only == "single" {
+        let logs = work.path().join("single");
+        std::fs::create_dir(&logs).expect("dir");
+        let t = Instant::now();
+        let lines = generate(&logs.join("access.log"), bytes, 42);
+        println!("  generated {lines} lines in {:.1?}", t.elapsed());
+        let result = run(work.path(), &logs, lines, bytes, None);
+        result.print("1 file, pre-written");
+    }
+    if only.is_empty() || only == "many" {
+        let logs = work.path().join("many");
+        std::fs::create_dir(&logs).expect("dir");
+        // Lines are generated up front (outside the measurement) and
+        // written concurrently while herald runs.
+        let staged = work.path().join("staged");
+        std::fs::create_dir(&staged).expect("dir");
+        let per_file = bytes / 100;
+        let mut lines = 0;
+        for i in 0..100 {
+            lines += generate(&staged.join(format!("app-{i:03}.log")), per_file, 1000 + i);
+        }
+        let total: u64 = (0..100)
+            .map(|i| file_len(&staged.join(format!("app-{i:03}.log"))))
+            .sum();
+        let result = run(work.path(), &logs, lines, total, Some(&staged));
+        result.print("100 files, written concurrently");
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+struct Result {
+    lines: u64,
+    bytes: u64,
+    elapsed: Duration,
+    cpu: Duration,
+    peak_rss_kib: u64,
+    /// CPU time by thread name, to see where it goes.
+    threads: Vec<(String, Duration)>,
+}
+
+impl Result {
+    fn print(&self, what: &str) {
+        let secs = self.elapsed.as_secs_f64();
+        let gib = self.bytes as f64 / GIB as f64;
+        println!("{what}:");
+        println!("  lines           {:>12}", self.lines);
+        println!("  wall            {:>12.2} s", secs);
+        println!(
+            "  lines/s         {:>12.0}   (target >= 750000)",
+            self.lines as f64 / secs
+        );
+        println!("  MB/s            {:>12.1}", self.bytes as f64 / 1e6 / secs);
+        println!(
+            "  CPU-s/GiB       {:>12.2}   (target <= 6; {:.2} CPU-s in all)",
+            self.cpu.as_secs_f64() / gib,
+            self.cpu.as_secs_f64()
+        );
+        println!(
+            "  peak RSS        {:>12.1} MiB (target <= 32)",
+            self.peak_rss_kib as f64 / 1024.0
+        );
+        println!("  CPU-s/GiB by thread (threads alive at the end):");
+        for (name, cpu) in &self.threads {
+            println!("    {name:<16} {:>8.2}", cpu.as_secs_f64() / gib);
+        }
+    }
+}
+
+/// Runs herald over `logs` until the endpoint has seen `lines` lines.
+/// With `staged`, the staged files are copied into `logs` by writer
+/// threads while herald runs.
+fn run(work: &Path, logs: &Path, lines: u64, bytes: u64, staged: Option<&Path>) -> Result {
+    let endpoint = Endpoint::start();
+    let data = work.join(format!(
+        "data-{}",
+        logs.file_name().map_or("x".into(), |n| n.to_string_lossy())
+    ));
+    let config = work.join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[agent]
+hostname = "bench"
+data_dir = "{data}"
+
+[sink]
+url = "http://{addr}/api"
+batch_max_events = 500
+max_events_per_second = 0
+
+[[sources.file]]
+name = "bench"
+paths = ["{logs}/*.log"]
+start_at = "beginning"
+"#,
+            data = data.display(),
+            addr = endpoint.addr,
+            logs = logs.display()
+        ),
+    )
+    .expect("config");
+    let started = Instant::now();
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("PREFECT_API_URL")
+        .env_remove("HERALD_AGENT_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("herald.log")).expect("log"))
+        .spawn()
+        .expect("start herald");
+    let pid = child.id();
+    let writers = staged.map(|staged| write_concurrently(staged, logs));
+    let deadline = started + Duration::from_secs(1800);
+    while endpoint.lines.load(Ordering::Relaxed) < lines {
+        assert!(
+            Instant::now() < deadline,
+            "herald did not deliver every line in 30 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time(pid);
+    let threads = cpu_by_thread(pid);
+    let peak_rss_kib = peak_rss(pid);
+    if let Some(writers) = writers {
+        for w in writers {
+            let _ = w.join();
+        }
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(logs);
+    Result {
+        lines: endpoint.lines.load(Ordering::Relaxed),
+        bytes,
+        elapsed,
+        cpu,
+        peak_rss_kib,
+        threads,
+    }
+}
+
+/// Four writer threads append the staged files to `logs` in 64KiB pieces,
+/// round-robin over their 25 files each, as applications would.
+fn write_concurrently(staged: &Path, logs: &Path) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4)
+        .map(|w| {
+            let staged = staged.to_owned();
+            let logs = logs.to_owned();
+            std::thread::spawn(move || {
+                let names: Vec<String> = (0..100)
+                    .filter(|i| i % 4 == w)
+                    .map(|i| format!("app-{i:03}.log"))
+                    .collect();
+                let mut sources: Vec<_> = names
+                    .iter()
+                    .map(|n| std::fs::File::open(staged.join(n)).expect("staged"))
+                    .collect();
+                let mut sinks: Vec<_> = names
+                    .iter()
+                    .map(|n| std::fs::File::create(logs.join(n)).expect("log"))
+                    .collect();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut open: Vec<usize> = (0..names.len()).collect();
+                while !open.is_empty() {
+                    open.retain(|&i| {
+                        let n = sources[i].read(&mut buf).unwrap_or(0);
+                        if n == 0 {
+                            return false;
+                        }
+                        sinks[i].write_all(&buf[..n]).expect("append");
+                        true
+                    });
+                }
+            })
+        })
+        .collect()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    Duration::from_secs_f64(ticks / clock_ticks())
+}
+
+/// utime + stime of each thread of a process, summed by thread name
+/// (the file source is `herald-file-<name>`, the queue writer
+/// `herald-queue-wr…`, the async workers `tokio-runtime-w`).
+fn cpu_by_thread(pid: u32) -> Vec<(String, Duration)> {
+    let mut by_name: std::collections::BTreeMap<String, Duration> = Default::default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    for task in tasks.flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let tid: u32 = task.file_name().to_string_lossy().parse().unwrap_or(0);
+        let stat =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+            .sum();
+        *by_name.entry(name.trim().to_owned()).or_default() +=
+            Duration::from_secs_f64(ticks / clock_ticks());
+    }
+    let mut threads: Vec<(String, Duration)> = by_name.into_iter().collect();
+    threads.sort_by_key(|t| std::cmp::Reverse(t.1));
+    threads
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An HTTP/1.1 endpoint that reads each request body, counts the lines in
+/// it and answers 204: the cheapest server herald could post to.
+struct Endpoint {
+    addr: std::net::SocketAddr,
+    lines: Arc<AtomicU64>,
+}
+
+impl Endpoint {
+    fn start() -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let lines = Arc::new(AtomicU64::new(0));
+        let counter = lines.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || serve(stream, &counter));
+            }
+        });
+        Endpoint { addr, lines }
+    }
+}
+
+fn serve(stream: TcpStream, lines: &AtomicU64) {
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, stream);
+    let mut head = String::new();
+    let mut body = Vec::new();
+    let finder = memchr::memmem::Finder::new(MARKER);
+    loop {
+        let mut length = 0usize;
+        let mut chunked = false;
+        head.clear();
+        loop {
+            let before = head.len();
+            match reader.read_line(&mut head) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let line = head[before..].trim_end().to_ascii_lowercase();
+            if line.is_empty() && before > 0 {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+                chunked = true;
+            }
+            if line.starts_with("expect:") && line.contains("100-continue") {
+                let _ = out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+        }
+        body.clear();
+        if chunked {
+            loop {
+                let mut size = String::new();
+                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    return;
+                }
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let start = body.len();
+                body.resize(start + n + 2, 0);
+                if reader.read_exact(&mut body[start..]).is_err() {
+                    return;
+                }
+                body.truncate(start + n);
+                if n == 0 {
+                    break;
+                }
+            }
+        } else {
+            body.resize(length, 0);
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+        }
+        let n = finder.find_iter(&body).count() as u64;
+        lines.fetch_add(n, Ordering::Relaxed);
+        if out
+            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A small xorshift generator: the bench needs variety, not quality.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn hex(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[self.below(16)]))
+            .collect()
+    }
+}
+
+/// Writes lines like `/work/shared/tools/bench/gen_lines.py` does (~80%
+/// nginx combined-format access lines, ~20% JSON application logs, each
+/// with a unique sequence number) up to `size` bytes; returns the count.
+fn generate(path: &PathBuf, size: u64, seed: u64) -> u64 {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let ips: Vec<String> = (0..500)
+        .map(|_| {
+            format!(
+                "{}.{}.{}.{}",
+                1 + rng.below(223),
+                rng.below(256),
+                rng.below(256),
+                1 + rng.below(254)
+            )
+        })
+        .collect();
+    let methods = [
+        "GET", "GET", "GET", "GET", "GET", "GET", "GET", "GET", "POST", "PUT", "DELETE", "HEAD",
+    ];
+    let paths = [
+        "/api/v1/flows",
+        "/api/v1/flow_runs/filter",
+        "/api/v2/deployments/{}/runs",
+        "/static/js/app.{}.js",
+        "/healthz",
+        "/api/events/in",
+        "/ui/dashboard",
+        "/api/task_runs/{}/set_state",
+        "/login",
+        "/assets/img/logo.png",
+        "/api/work_pools/default/get_scheduled_flow_runs",
+    ];
+    let uas = [
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        "curl/8.5.0",
+        "python-httpx/0.27.0",
+        "prefect/3.1.0 (API 0.8.4)",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+        "Go-http-client/1.1",
+        "kube-probe/1.29",
+    ];
+    let refs = [
+        "-",
+        "https://app.example.com/dashboard",
+        "https://app.example.com/flows/flow-run/abc",
+    ];
+    let statuses = [
+        200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 201, 204, 301, 302, 304, 400,
+        401, 404, 404, 500, 502,
+    ];
+    let levels = ["DEBUG", "INFO", "INFO", "INFO", "WARNING", "ERROR"];
+    let loggers = [
+        "prefect.flow_runs",
+        "prefect.task_runs",
+        "prefect.workers.process",
+        "uvicorn.access",
+        "app.etl.extract",
+    ];
+    let words: Vec<&str> = "the quick brown fox jumps over lazy dog flow run task state completed failed retry scheduled pending running cancelled crashed worker pool queue deployment block result persisted cache hit miss timeout connection reset upstream \"quoted\" tab\\t path C:\\\\tmp\\\\x unicode café naïve ✓"
+        .split(' ')
+        .collect();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut out =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
+    let (mut written, mut seq, mut ts) = (0u64, 0u64, 1_700_000_000u64);
+    loop {
+        seq += 1;
+        if seq % 7 == 0 {
+            ts += 1;
+        }
+        let line = if rng.unit() < 0.8 {
+            let mut p = rng.pick(&paths).to_owned();
+            if p.contains("{}") {
+                let n = [8, 12, 32][rng.below(3)];
+                p = p.replace("{}", &rng.hex(n));
+            }
+            let mut q = format!("?seq={seq}");
+            if rng.unit() < 0.4 {
+                q += &format!(
+                    "&limit={}&offset={}&sort={}",
+                    1 + rng.below(200),
+                    rng.below(10001),
+                    ["ID_DESC", "START_TIME_ASC", "NAME"][rng.below(3)]
+                );
+            }
+            let tm = ts % 86400;
+            format!(
+                "{} - - [{:02}/{}/2024:{:02}:{:02}:{:02} +0000] \"{} {p}{q} HTTP/1.1\" {} {} \"{}\" \"{}\" rt={:.3}",
+                ips[rng.below(ips.len())],
+                1 + (ts / 86400) % 28,
+                months[((ts / 2_592_000) % 12) as usize],
+                tm / 3600,
+                (tm / 60) % 60,
+                tm % 60,
+                rng.pick(&methods),
+                statuses[rng.below(statuses.len())],
+                rng.below(500_001),
+                rng.pick(&refs),
+                rng.pick(&uas),
+                rng.unit() * 2.0
+            )
+        } else {
+            let n = [3, 5, 8, 12, 20, 40][rng.below(6)];
+            let msg: Vec<&str> = (0..n).map(|_| words[rng.below(words.len())]).collect();
+            let msg = msg.join(" ").replace('\\', "\\\\").replace('"', "\\\"");
+            format!(
+                "{{\"ts\":\"2024-05-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"logger\":\"{}\",\"seq\":{seq},\"flow_run_id\":\"{}\",\"msg\":\"{msg}\"}}",
+                1 + (ts / 86400) % 28,
+                (ts / 3600) % 24,
+                (ts / 60) % 60,
+                ts % 60,
+                rng.below(1000),
+                rng.pick(&levels),
+                rng.pick(&loggers),
+                rng.hex(32)
+            )
+        };
+        if written + line.len() as u64 + 1 > size {
+            break;
+        }
+        out.write_all(line.as_bytes()).expect("write");
+        out.write_all(b"\n").expect("write");
+        written += line.len() as u64 + 1;
+    }
+    out.flush().expect("flush");
+    seq - 1
+}

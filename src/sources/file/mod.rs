@@ -1,0 +1,836 @@
+//! The file source: turns what applications write to log files into
+//! `line` observations, without losing or repeating a line, and (with
+//! `watch = true`) reports file lifecycle changes as `file.*` observations.
+//!
+//! # How it works
+//!
+//! One thread per source (blocking file I/O does not belong on the async
+//! workers) loops over: expand the globs ([`discover`], on every inotify
+//! hint from [`watch`] and at least every `rescan_interval`), read every
+//! open file one chunk at a time ([`tail`]), emit each chunk's lines as one
+//! batch, and wait for the next hint or deadline. Emitting waits while the
+//! pipeline is full, so a blocked queue simply stops the reading; memory
+//! is bounded by the chunk size, `max_line_bytes` and the batch limits.
+//!
+//! # Identity, rotation and truncation
+//!
+//! A file is known by its [`fingerprint`] (a hash of its first
+//! `fingerprint_bytes`; a shorter file waits up to `fingerprint_timeout`)
+//! and, while open, by device and inode. Reading goes through the open
+//! descriptor, so:
+//! - rename rotation: the old file is still read to its end under its old
+//!   descriptor, then closed once it stays idle for [`LINGER`]; the new
+//!   file at the path is a new file, read from its beginning;
+//! - deletion while open: drained the same way, then closed;
+//! - truncation (the file got shorter, or the bytes just before the read
+//!   position changed): the last unfinished line is emitted, and the file
+//!   is fingerprinted again and read from 0;
+//! - a file that comes back with a known fingerprint (renamed back, a
+//!   copy) resumes at its checkpoint; so does every file after a restart,
+//!   whatever `start_at` says, unless it was truncated meanwhile.
+//!
+//! Copytruncate loses what the application wrote between herald's last
+//! read and the truncation, unless the copy matches the globs (then the
+//! copy, which has the old fingerprint, resumes at the old checkpoint and
+//! nothing is lost). herald reads as soon as inotify reports a write, so
+//! the window is the time to notice and read a write: milliseconds, or
+//! up to [`POLL_INTERVAL`](watch::POLL_INTERVAL) when polling.
+//!
+//! # Checkpoints and ids
+//!
+//! See [`checkpoint`]: offsets move only once the queue holds the lines
+//! before them durably. A line's identity is (fingerprint, start offset,
+//! hash of the line), so a line re-read after a crash gets the same event
+//! id and the endpoint keeps one copy.
+
+pub mod checkpoint;
+pub mod config;
+pub mod discover;
+pub mod fingerprint;
+pub mod tail;
+pub mod watch;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use super::Emitter;
+use crate::observation::Observation;
+use checkpoint::Store;
+pub use config::{FileConfig, Multiline, StartAt};
+use fingerprint::{Fingerprint, TailCheck};
+use tail::{LineSettings, Outcome, Tail};
+use watch::{POLL_INTERVAL, Watch};
+
+/// How long a file that is gone from its path (rotated away, deleted) is
+/// still read after its last growth, for writers that have not reopened
+/// yet. Then its last unfinished line is emitted and it is closed.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Most often the checkpoint file is rewritten.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// Least time between two `file.modified` observations of one file.
+const MODIFIED_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Starts the source on its own thread; the tracker waits for it.
+pub fn spawn(
+    config: FileConfig,
+    state_dir: PathBuf,
+    emitter: Emitter,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let name: Arc<str> = Arc::from(config.name.as_str());
+    let store = Arc::new(match Store::load(&state_dir, &config.name) {
+        Ok(store) => store,
+        Err(e) => {
+            checkpoint::warn_unusable(&e);
+            Store::empty(state_dir.join(format!("file-{}.json", config.name)))
+        }
+    });
+    let (wake_tx, wake_rx) = sync_channel(1);
+    {
+        let cancel = cancel.clone();
+        let wake = wake_tx.clone();
+        tracker.spawn(async move {
+            cancel.cancelled().await;
+            let _ = wake.try_send(());
+        });
+    }
+    tracker.spawn(persist_every_second(store.clone(), cancel.clone()));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = Handle::current();
+    let thread_name = format!("herald-file-{name}");
+    let spawned = std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            // Dropped when the thread ends, however it ends.
+            let _done = done_tx;
+            let watch = Watch::start(name.clone(), wake_tx);
+            let mut source = Source::new(config, store, emitter, cancel, handle, watch);
+            source.run(&wake_rx);
+        });
+    match spawned {
+        Ok(_) => {
+            tracker.spawn(async move {
+                let _ = done_rx.await;
+            });
+        }
+        Err(e) => {
+            error!(stage = "receiving", error = %e, "FileSourceFailed: cannot start its thread")
+        }
+    }
+}
+
+/// Writes the checkpoints when they change, at most once a second. This
+/// runs apart from the tailing thread because that thread may be blocked
+/// for long in a full pipeline while durability callbacks keep moving
+/// offsets; and it writes the first change after a quiet spell at once,
+/// so that a crash soon after start does not send the whole file again.
+async fn persist_every_second(store: Arc<Store>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = store.changed() => {}
+        }
+        if store.is_dirty() {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.persist()).await;
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(PERSIST_EVERY) => {}
+        }
+    }
+}
+
+/// The source stopped: cancelled, or the pipeline closed.
+struct Stop;
+
+type Key = (u64, u64);
+
+/// What is being done with one open file.
+enum State {
+    /// Waiting for enough bytes (or the timeout) to fingerprint it.
+    Waiting {
+        file: File,
+        /// When it was first seen non-empty.
+        since: Option<Instant>,
+        /// Where to start if it turns out to be a file never seen.
+        start: u64,
+    },
+    /// Reading lines.
+    Reading(Box<Tail>),
+    /// Only watched (`tail = false`).
+    Watching(File),
+    /// Between two of the above, or after a failure.
+    Closed,
+}
+
+/// The lifecycle facts last reported for a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+}
+
+/// One file the source has open.
+struct Tracked {
+    /// Where it is now, as far as the last scan knows.
+    path: PathBuf,
+    /// The path its lines are reported under: where it was found.
+    report_path: Arc<str>,
+    state: State,
+    /// Since when the globs no longer find it.
+    gone: Option<Instant>,
+    /// When it last grew (or was found).
+    last_growth: Instant,
+    /// A read failed; logged once until a read succeeds.
+    failing: bool,
+    /// For `file.modified`: what was reported last, whether a change is
+    /// waiting for the debounce, and when the last one was reported.
+    reported: Option<Stat>,
+    modified_pending: bool,
+    last_modified: Option<Instant>,
+}
+
+impl Tracked {
+    fn file(&self) -> Option<&File> {
+        match &self.state {
+            State::Waiting { file, .. } | State::Watching(file) => Some(file),
+            State::Reading(tail) => Some(tail.file()),
+            State::Closed => None,
+        }
+    }
+}
+
+struct Source {
+    name: Arc<str>,
+    config: FileConfig,
+    settings: Arc<LineSettings>,
+    store: Arc<Store>,
+    files: BTreeMap<Key, Tracked>,
+    roots: Vec<discover::Root>,
+    watch: Watch,
+    emitter: Emitter,
+    cancel: CancellationToken,
+    handle: Handle,
+    /// Read buffer shared by every file: reads are sequential.
+    buf: Vec<u8>,
+    head: Vec<u8>,
+    last_rescan: Instant,
+}
+
+impl Source {
+    fn new(
+        config: FileConfig,
+        store: Arc<Store>,
+        emitter: Emitter,
+        cancel: CancellationToken,
+        handle: Handle,
+        watch: Watch,
+    ) -> Self {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let settings = Arc::new(LineSettings {
+            source: name.clone(),
+            max_line_bytes: config.max_line_bytes,
+            json: config.json,
+            multiline: config.multiline.clone(),
+        });
+        let roots = config.paths.iter().map(discover::root).collect();
+        let now = Instant::now();
+        Source {
+            name,
+            settings,
+            store,
+            files: BTreeMap::new(),
+            roots,
+            watch,
+            emitter,
+            cancel,
+            handle,
+            buf: Vec::new(),
+            head: Vec::new(),
+            last_rescan: now,
+            config,
+        }
+    }
+
+    fn run(&mut self, wake: &Receiver<()>) {
+        // The first scan claims every file found at start-up (at its
+        // checkpoint, or per start_at) and saves those claims before any
+        // reading, so a crash during a long first read cannot turn a file
+        // that was found at start-up into a never-seen one.
+        let _ = self.rescan(true);
+        self.store.persist();
+        // Logged after the first scan: files created from now on are new
+        // files (read from their beginning), not files found at start-up.
+        info!(
+            source = %self.name,
+            paths = ?self.config.paths.iter().map(glob::Pattern::as_str).collect::<Vec<_>>(),
+            files = self.files.len(),
+            checkpoints = %self.store.path().display(),
+            "FileSourceStarted"
+        );
+        while self.cycle(wake).is_ok() {}
+        self.store.persist();
+        info!(source = %self.name, "FileSourceStopped");
+    }
+
+    /// One turn of the loop: rescan when due, read until nothing is left,
+    /// run the timers, and wait for a hint or the next deadline.
+    fn cycle(&mut self, wake: &Receiver<()>) -> Result<(), Stop> {
+        if self.cancel.is_cancelled() {
+            return Err(Stop);
+        }
+        if self.watch.take_rescan() || self.last_rescan.elapsed() >= self.config.rescan_interval {
+            self.rescan(false)?;
+        }
+        while self.read_round()? {
+            if self.cancel.is_cancelled() {
+                return Err(Stop);
+            }
+            if self.watch.take_rescan() || self.last_rescan.elapsed() >= self.config.rescan_interval
+            {
+                self.rescan(false)?;
+            }
+            self.timers()?;
+        }
+        self.timers()?;
+        let timeout = self
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
+        match wake.recv_timeout(timeout) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => Ok(()),
+            Err(RecvTimeoutError::Disconnected) => Err(Stop),
+        }
+    }
+
+    /// When the loop must look again even if nothing wakes it.
+    fn next_deadline(&mut self) -> Instant {
+        let now = Instant::now();
+        let mut next = self.last_rescan + self.config.rescan_interval;
+        if self.watch.degraded() {
+            next = next.min(now + POLL_INTERVAL);
+        }
+        for t in self.files.values() {
+            match &t.state {
+                State::Reading(tail) => {
+                    if let Some(due) = tail.record_deadline() {
+                        next = next.min(due);
+                    }
+                }
+                State::Waiting { since, .. } => {
+                    // Past its timeout a file may still wait (a copy of an
+                    // open file): look again at the polling pace.
+                    let due = since
+                        .map(|since| since + self.config.fingerprint_timeout)
+                        .filter(|due| *due > now)
+                        .unwrap_or(now + POLL_INTERVAL);
+                    next = next.min(due);
+                }
+                State::Watching(_) | State::Closed => {}
+            }
+            if t.gone.is_some() {
+                next = next.min(now + POLL_INTERVAL);
+            }
+            if t.modified_pending
+                && let Some(last) = t.last_modified
+            {
+                next = next.min(last + MODIFIED_DEBOUNCE);
+            }
+        }
+        next.max(now)
+    }
+
+    /// Sends a batch, waiting while the pipeline is full.
+    fn emit(&self, batch: Vec<Observation>) -> Result<(), Stop> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let emitter = &self.emitter;
+        let cancel = &self.cancel;
+        self.handle.block_on(async {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => Err(Stop),
+                sent = emitter.emit_batch(batch) => sent.map_err(|_| Stop),
+            }
+        })
+    }
+
+    /// Expands the globs, opens new files, notices renamed and vanished
+    /// ones.
+    fn rescan(&mut self, startup: bool) -> Result<(), Stop> {
+        self.last_rescan = Instant::now();
+        self.watch.forget_missing();
+        self.watch.ensure(&self.roots);
+        let mut found = discover::scan(&self.config.paths, &self.config.exclude);
+        if startup {
+            // Files whose inode a checkpoint names claim their fingerprint
+            // first, so two files with equal leading bytes get back their
+            // own checkpoints.
+            found.sort_by_key(|f| !self.store.knows_inode(f.dev, f.ino));
+        }
+        let mut present = HashSet::with_capacity(found.len());
+        let mut events = Vec::new();
+        for f in found {
+            let key = (f.dev, f.ino);
+            present.insert(key);
+            if let Some(t) = self.files.get_mut(&key) {
+                t.gone = None;
+                if t.path != f.path {
+                    debug!(source = %self.name, from = %t.path.display(), to = %f.path.display(), "FileRenamed");
+                    if self.config.watch
+                        && let Some(Ok(meta)) = t.file().map(File::metadata)
+                    {
+                        events.push(
+                            lifecycle(&self.name, "file.renamed", &f.path, &meta)
+                                .with("from", t.path.display().to_string()),
+                        );
+                    }
+                    t.path = f.path;
+                }
+                continue;
+            }
+            let file = match File::open(&f.path) {
+                Ok(file) => file,
+                Err(e) => {
+                    // Gone since the scan, or not readable: the next scan
+                    // tries again.
+                    debug!(source = %self.name, path = %f.path.display(), error = %e, "FileOpenFailed");
+                    continue;
+                }
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            // The scan and the open race with rotation: the descriptor is
+            // the truth.
+            let key = (meta.dev(), meta.ino());
+            if self.files.contains_key(&key) {
+                present.insert(key);
+                continue;
+            }
+            present.insert(key);
+            let replaced = self
+                .files
+                .values()
+                .any(|t| t.path == f.path && t.gone.is_none());
+            if self.config.watch && !startup {
+                let kind = if replaced {
+                    "file.rotated"
+                } else {
+                    "file.created"
+                };
+                events.push(lifecycle(&self.name, kind, &f.path, &meta));
+            }
+            let start = if startup && self.config.start_at == StartAt::End {
+                meta.len()
+            } else {
+                0
+            };
+            let state = if self.config.tail {
+                State::Waiting {
+                    file,
+                    since: None,
+                    start,
+                }
+            } else {
+                State::Watching(file)
+            };
+            self.watch_target(&f.path);
+            let report_path: Arc<str> = Arc::from(f.path.to_string_lossy().as_ref());
+            self.files.insert(
+                key,
+                Tracked {
+                    path: f.path,
+                    report_path,
+                    state,
+                    gone: None,
+                    last_growth: Instant::now(),
+                    failing: false,
+                    reported: Some(stat_of(&meta)),
+                    modified_pending: false,
+                    last_modified: None,
+                },
+            );
+            self.fingerprint(key);
+        }
+        let now = Instant::now();
+        for (key, t) in &mut self.files {
+            if present.contains(key) || t.gone.is_some() {
+                continue;
+            }
+            t.gone = Some(now);
+            let meta = t.file().and_then(|f| f.metadata().ok());
+            let deleted = meta.as_ref().is_none_or(|m| m.nlink() == 0);
+            debug!(source = %self.name, path = %t.path.display(), deleted, "FileGone");
+            if self.config.watch
+                && let Some(meta) = meta
+            {
+                let observation = if deleted {
+                    lifecycle(&self.name, "file.deleted", &t.path, &meta)
+                } else {
+                    let to = t.file().and_then(where_now).unwrap_or_default();
+                    lifecycle(&self.name, "file.renamed", &to, &meta)
+                        .with("from", t.path.display().to_string())
+                };
+                events.push(observation);
+            }
+        }
+        self.emit(events)
+    }
+
+    /// Watches the directory of a symlink's target too: writes to it
+    /// show up there, not beside the link.
+    fn watch_target(&mut self, path: &Path) {
+        let Ok(target) = std::fs::canonicalize(path) else {
+            return;
+        };
+        if let Some(dir) = target.parent()
+            && Some(dir) != path.parent()
+        {
+            let root = discover::Root {
+                dir: dir.to_owned(),
+                recursive: false,
+            };
+            if !self.roots.contains(&root) {
+                self.roots.push(root);
+                self.watch.ensure(&self.roots);
+            }
+        }
+    }
+
+    /// Fingerprints a waiting file when it is long enough (or waited long
+    /// enough, or is gone and will not grow), then starts reading it where
+    /// its checkpoint says, or at its start position if it was never seen.
+    fn fingerprint(&mut self, key: Key) {
+        let Some(t) = self.files.get_mut(&key) else {
+            return;
+        };
+        let State::Waiting { file, since, start } = &mut t.state else {
+            return;
+        };
+        let Ok(size) = file.metadata().map(|m| m.len()) else {
+            return;
+        };
+        if size == 0 {
+            *since = None;
+            return;
+        }
+        let first_seen = *since.get_or_insert_with(Instant::now);
+        let waited = first_seen.elapsed() >= self.config.fingerprint_timeout;
+        if size < self.config.fingerprint_bytes as u64 && !waited && t.gone.is_none() {
+            return;
+        }
+        let got = match fingerprint::read_head(file, self.config.fingerprint_bytes, &mut self.head)
+        {
+            Ok(got) if got > 0 => got,
+            Ok(_) => return,
+            Err(e) => {
+                report_read_error(&self.name, &t.path, &e, &mut t.failing);
+                return;
+            }
+        };
+        let full = Fingerprint::of(&self.head[..got]);
+        let mut matched = self.store.get(&full).map(|e| (full, e));
+        if matched.is_none() {
+            // A file first fingerprinted while it was short has grown.
+            matched = self
+                .store
+                .shorter_lengths(full.len)
+                .into_iter()
+                .find_map(|len| {
+                    let short = Fingerprint::of(&self.head[..len as usize]);
+                    self.store.get(&short).map(|e| (short, e))
+                });
+        }
+        let (fp, entry) = match matched {
+            Some((fp, entry)) if (entry.dev, entry.ino) != key => {
+                let mixed = fp.mixed_with(key.0, key.1);
+                match self.store.get(&mixed) {
+                    // Its own entry from when it first shared its bytes.
+                    Some(own) => (mixed, Some(own)),
+                    // A copy being made of an open file (copytruncate):
+                    // once the original is truncated its entry is free,
+                    // and the copy resumes where the original was.
+                    None if entry.is_live() && first_seen.elapsed() < LINGER => return,
+                    None if entry.is_live() => {
+                        warn!(source = %self.name, path = %t.path.display(), other = %entry.path, "FileFingerprintShared: two open files begin with the same bytes; raise fingerprint_bytes if they are different logs");
+                        (mixed, None)
+                    }
+                    // The same content under another inode: a copy, or
+                    // the file moved across file systems. Resume.
+                    None => (fp, Some(entry)),
+                }
+            }
+            Some((fp, entry)) => (fp, Some(entry)),
+            None => (full, None),
+        };
+        let (offset, resumed) = match &entry {
+            Some(entry) => {
+                let holds =
+                    size >= entry.offset && entry.check.holds(file, entry.offset).unwrap_or(false);
+                if holds {
+                    (entry.offset, true)
+                } else {
+                    warn!(source = %self.name, path = %t.path.display(), checkpoint = entry.offset, size, "FileTruncated: it changed while herald was not reading it; reading it from the start");
+                    (0, false)
+                }
+            }
+            None => ((*start).min(size), false),
+        };
+        let check = match TailCheck::read(file, offset) {
+            Ok(check) => check,
+            Err(e) => {
+                report_read_error(&self.name, &t.path, &e, &mut t.failing);
+                return;
+            }
+        };
+        let path = t.path.to_string_lossy();
+        let epoch = self.store.claim(fp, offset, check, &path, key.0, key.1);
+        if entry.is_none() {
+            self.store.save_soon();
+        }
+        let State::Waiting { file, .. } = std::mem::replace(&mut t.state, State::Closed) else {
+            return;
+        };
+        match Tail::new(
+            file,
+            t.report_path.clone(),
+            fp,
+            epoch,
+            offset,
+            self.store.clone(),
+            self.settings.clone(),
+        ) {
+            Ok(tail) => {
+                info!(source = %self.name, path = %t.path.display(), offset, resumed, "FileTailStarted");
+                t.state = State::Reading(Box::new(tail));
+            }
+            Err(e) => {
+                // Truncated between the check and now: the next scan finds
+                // and fingerprints it again.
+                report_read_error(&self.name, &t.path, &e, &mut t.failing);
+                self.store.release(&fp, epoch);
+            }
+        }
+    }
+
+    /// Reads one chunk of every file that has one; emits each as a batch.
+    /// Returns whether anything was read.
+    fn read_round(&mut self) -> Result<bool, Stop> {
+        let keys: Vec<Key> = self.files.keys().copied().collect();
+        let mut progressed = false;
+        for key in keys {
+            let Some(t) = self.files.get_mut(&key) else {
+                continue;
+            };
+            let State::Reading(tail) = &mut t.state else {
+                continue;
+            };
+            let mut out = Vec::new();
+            let outcome = match tail.read(&mut self.buf, &mut out) {
+                Ok(outcome) => {
+                    t.failing = false;
+                    outcome
+                }
+                Err(e) => {
+                    report_read_error(&self.name, &t.path, &e, &mut t.failing);
+                    continue;
+                }
+            };
+            match outcome {
+                Outcome::Data { .. } => {
+                    t.last_growth = Instant::now();
+                    progressed = true;
+                    self.emit(out)?;
+                }
+                Outcome::Eof => self.emit(out)?,
+                Outcome::Truncated => {
+                    self.emit(out)?;
+                    self.truncated(key)?;
+                    progressed = true;
+                }
+            }
+        }
+        if self.buf.capacity() > 2 * tail::CHUNK_BYTES {
+            self.buf = Vec::new();
+        }
+        Ok(progressed)
+    }
+
+    /// A file got shorter or was rewritten under the reader: what was read
+    /// of it is complete, and it is a new file from byte 0.
+    fn truncated(&mut self, key: Key) -> Result<(), Stop> {
+        let Some(t) = self.files.get_mut(&key) else {
+            return Ok(());
+        };
+        let State::Reading(mut tail) = std::mem::replace(&mut t.state, State::Closed) else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        tail.finish(&mut out);
+        self.store.release(&tail.fingerprint(), tail.epoch());
+        warn!(source = %self.name, path = %t.path.display(), read_to = tail.position(), "FileTruncated: reading it again from the start");
+        let file = tail.into_file();
+        if self.config.watch
+            && let Ok(meta) = file.metadata()
+        {
+            out.push(lifecycle(&self.name, "file.truncated", &t.path, &meta));
+        }
+        t.state = State::Waiting {
+            file,
+            since: None,
+            start: 0,
+        };
+        self.emit(out)?;
+        self.fingerprint(key);
+        Ok(())
+    }
+
+    /// Everything that happens with time rather than data: multiline
+    /// flushes, fingerprint timeouts, closing drained files that are gone,
+    /// and debounced `file.modified`.
+    fn timers(&mut self) -> Result<(), Stop> {
+        let now = Instant::now();
+        let keys: Vec<Key> = self.files.keys().copied().collect();
+        let mut events = Vec::new();
+        let mut closed = Vec::new();
+        for key in keys {
+            if matches!(
+                self.files.get(&key).map(|t| &t.state),
+                Some(State::Waiting { .. })
+            ) {
+                self.fingerprint(key);
+            }
+            let Some(t) = self.files.get_mut(&key) else {
+                continue;
+            };
+            if let State::Reading(tail) = &mut t.state {
+                let mut out = Vec::new();
+                tail.flush_due(now, &mut out);
+                self.emit(out)?;
+            }
+            let Some(t) = self.files.get_mut(&key) else {
+                continue;
+            };
+            if self.config.watch {
+                modified(&self.name, t, now, &mut events);
+            }
+            if let Some(gone) = t.gone
+                && now.duration_since(gone.max(t.last_growth)) >= LINGER
+                && !matches!(&t.state, State::Reading(tail) if at_eof(tail) == Some(false))
+            {
+                closed.push(key);
+            }
+        }
+        self.emit(events)?;
+        for key in closed {
+            self.close(key)?;
+        }
+        Ok(())
+    }
+
+    /// Closes a gone, drained file: its last line without a newline is
+    /// complete now.
+    fn close(&mut self, key: Key) -> Result<(), Stop> {
+        let Some(mut t) = self.files.remove(&key) else {
+            return Ok(());
+        };
+        if let State::Reading(tail) = &mut t.state {
+            let mut out = Vec::new();
+            tail.finish(&mut out);
+            self.store.release(&tail.fingerprint(), tail.epoch());
+            info!(source = %self.name, path = %t.path.display(), read_to = tail.position(), "FileClosed");
+            self.emit(out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a reader has read all its file holds (`None` when that cannot
+/// be told).
+fn at_eof(tail: &Tail) -> Option<bool> {
+    tail.file()
+        .metadata()
+        .ok()
+        .map(|m| m.len() <= tail.position())
+}
+
+/// Notes a change of size or mtime, and reports it once the debounce
+/// allows.
+fn modified(source: &Arc<str>, t: &mut Tracked, now: Instant, events: &mut Vec<Observation>) {
+    let Some(file) = t.file() else { return };
+    let Ok(meta) = file.metadata() else { return };
+    let stat = stat_of(&meta);
+    let shrank = t.reported.is_some_and(|before| stat.size < before.size);
+    if t.reported != Some(stat) {
+        t.reported = Some(stat);
+        t.modified_pending = true;
+    }
+    // A file being read reports its truncation when the reader notices it
+    // (after its last lines); a file only watched reports it here.
+    if shrank && !matches!(t.state, State::Reading(_)) {
+        t.modified_pending = false;
+        events.push(lifecycle(source, "file.truncated", &t.path, &meta));
+        return;
+    }
+    if t.modified_pending
+        && t.last_modified
+            .is_none_or(|last| now.duration_since(last) >= MODIFIED_DEBOUNCE)
+    {
+        t.modified_pending = false;
+        t.last_modified = Some(now);
+        events.push(lifecycle(source, "file.modified", &t.path, &meta));
+    }
+}
+
+fn stat_of(meta: &Metadata) -> Stat {
+    Stat {
+        size: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    }
+}
+
+/// A `file.*` observation with the file's path, size, mtime, owner and
+/// mode.
+fn lifecycle(source: &Arc<str>, kind: &'static str, path: &Path, meta: &Metadata) -> Observation {
+    let mtime: Option<DateTime<Utc>> = meta.modified().ok().map(DateTime::from);
+    Observation::new(source.clone(), kind)
+        .with("path", path.display().to_string())
+        .with("size", meta.len())
+        .with(
+            "mtime",
+            mtime.map_or(serde_json::Value::Null, |t| {
+                serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            }),
+        )
+        .with("owner", meta.uid())
+        .with("mode", format!("{:04o}", meta.mode() & 0o7777))
+}
+
+/// Where an open file is now, from the kernel's view of the descriptor.
+fn where_now(file: &File) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+}
+
+/// Logs a failed read once per run of failures.
+fn report_read_error(source: &Arc<str>, path: &Path, e: &io::Error, failing: &mut bool) {
+    if !*failing {
+        error!(source = %source, stage = "receiving", path = %path.display(), error = %e, "FileReadFailed: will retry");
+    }
+    *failing = true;
+}

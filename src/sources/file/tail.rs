@@ -1,0 +1,751 @@
+//! Reads one open file from an offset and turns its bytes into line
+//! observations: large `pread`s split with `memchr`, over-long lines cut,
+//! invalid UTF-8 replaced, multiline records joined, JSON parsed.
+//!
+//! Nothing above this module sees a partial line: a line is emitted once
+//! its newline was read, or when the file ends for good (rotated away,
+//! deleted, truncated), or cut at `max_line_bytes`. Each batch of lines
+//! carries, on its last observation, the callback that moves the file's
+//! checkpoint to the first byte not covered by an emitted line. This
+//! module does not find files or decide when to read them.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::checkpoint::Store;
+use super::config::Multiline;
+use super::fingerprint::{Fingerprint, TAIL_CHECK_BYTES, TailCheck, line_hash};
+use crate::observation::{Observation, OnDurable};
+
+/// Bytes read per `pread`. Large enough that syscalls do not matter, small
+/// enough that a batch of observations stays small in memory.
+pub const CHUNK_BYTES: usize = 128 * 1024;
+/// Most observations in one batch, so that a file of tiny lines does not
+/// turn one chunk into a huge batch (each observation costs ~200 bytes
+/// beside its text).
+pub const MAX_BATCH_LINES: usize = 2048;
+/// A checkpoint callback rides on at least every this many lines, not
+/// only on a batch's last: the agent may split a batch over several queue
+/// appends (a small queue), and each durable part should move the
+/// checkpoint.
+const CHECKPOINT_EVERY: usize = 256;
+
+/// What every file of a source shares.
+#[derive(Debug)]
+pub struct LineSettings {
+    /// The source's name, carried by every observation.
+    pub source: Arc<str>,
+    /// Longest line (or multiline record) kept.
+    pub max_line_bytes: usize,
+    /// Whether to parse JSON lines.
+    pub json: bool,
+    /// How to join lines into records, if at all.
+    pub multiline: Option<Multiline>,
+}
+
+/// What one read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Bytes were read; `more` when the file holds more already.
+    Data {
+        /// Whether the file has unread bytes left.
+        more: bool,
+    },
+    /// Nothing new.
+    Eof,
+    /// The file is shorter than what was read, or the bytes before the
+    /// read position changed: it was truncated (and maybe rewritten).
+    Truncated,
+}
+
+/// A multiline record being gathered.
+struct Record {
+    /// Offset of its first line.
+    start: u64,
+    /// Check of the bytes before `start`, for its checkpoint.
+    check: TailCheck,
+    bytes: Vec<u8>,
+    truncated: bool,
+    /// When its last line was read, for the flush timeout.
+    last_line: Instant,
+}
+
+/// One file being read.
+pub struct Tail {
+    file: File,
+    /// The path lines are reported under (where the file was found).
+    path: Arc<str>,
+    fingerprint: Fingerprint,
+    /// The checkpoint epoch callbacks carry (see `Store::claim`).
+    epoch: u32,
+    store: Arc<Store>,
+    settings: Arc<LineSettings>,
+    /// The next byte to read.
+    read_pos: u64,
+    /// Offset of the first byte of the line being read (`partial`).
+    line_start: u64,
+    /// Check of the bytes before `line_start`.
+    line_start_check: TailCheck,
+    /// The line read so far, without its newline; never longer than
+    /// `max_line_bytes`.
+    partial: Vec<u8>,
+    /// In a line whose head was already emitted (cut): drop bytes up to
+    /// its newline.
+    skipping: bool,
+    /// The last bytes before `read_pos`, compared on every read to notice
+    /// a file rewritten under us.
+    window: [u8; TAIL_CHECK_BYTES],
+    window_len: usize,
+    record: Option<Record>,
+}
+
+impl Tail {
+    /// Starts reading `file` at `offset`, a checkpoint or a start position.
+    /// When the byte before `offset` is not a newline (a start in the
+    /// middle of a line), the rest of that line is skipped: lines start
+    /// after a newline.
+    ///
+    /// # Errors
+    /// When the bytes before `offset` cannot be read.
+    pub fn new(
+        file: File,
+        path: Arc<str>,
+        fingerprint: Fingerprint,
+        epoch: u32,
+        offset: u64,
+        store: Arc<Store>,
+        settings: Arc<LineSettings>,
+    ) -> io::Result<Self> {
+        let mut window = [0u8; TAIL_CHECK_BYTES];
+        let window_len = usize::try_from(offset.min(TAIL_CHECK_BYTES as u64)).unwrap_or(0);
+        let start = offset - window_len as u64;
+        file.read_exact_at(&mut window[..window_len], start)?;
+        let skipping = window_len > 0 && window[window_len - 1] != b'\n';
+        Ok(Tail {
+            file,
+            path,
+            fingerprint,
+            epoch,
+            store,
+            settings,
+            read_pos: offset,
+            line_start: offset,
+            line_start_check: TailCheck::of(&window[..window_len]),
+            partial: Vec::new(),
+            skipping,
+            window,
+            window_len,
+            record: None,
+        })
+    }
+
+    /// The file's identity.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The epoch its checkpoint callbacks carry.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The next byte to read.
+    pub fn position(&self) -> u64 {
+        self.read_pos
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Gives the file back, for a file that must be fingerprinted again
+    /// (after a truncation).
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    /// Reads one chunk and appends its complete lines to `out`, then seals
+    /// `out` with the checkpoint callback. `buf` is scratch space shared
+    /// by all files of the source.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn read(&mut self, buf: &mut Vec<u8>, out: &mut Vec<Observation>) -> io::Result<Outcome> {
+        let size = self.file.metadata()?.len();
+        if size < self.read_pos {
+            return Ok(Outcome::Truncated);
+        }
+        if size == self.read_pos {
+            return Ok(Outcome::Eof);
+        }
+        let k = self.window_len;
+        let available = size - self.read_pos;
+        let want = k + usize::try_from(available.min(CHUNK_BYTES as u64)).unwrap_or(CHUNK_BYTES);
+        buf.resize(want, 0);
+        let mut got = 0;
+        let from = self.read_pos - k as u64;
+        while got < want {
+            match self.file.read_at(&mut buf[got..want], from + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got < k || buf[..k] != self.window[..k] {
+            return Ok(Outcome::Truncated);
+        }
+        if got == k {
+            return Ok(Outcome::Eof);
+        }
+        let data = &buf[k..got];
+        let consumed = self.process(data, out);
+        self.slide_window(&data[..consumed]);
+        self.read_pos += consumed as u64;
+        self.seal(out);
+        Ok(Outcome::Data {
+            more: self.read_pos < size,
+        })
+    }
+
+    /// Splits `data` (the bytes at `read_pos`) into lines. Returns how many
+    /// bytes it used: all, unless the batch reached [`MAX_BATCH_LINES`].
+    fn process(&mut self, data: &[u8], out: &mut Vec<Observation>) -> usize {
+        let base = self.read_pos;
+        let max = self.settings.max_line_bytes;
+        let now = Utc::now();
+        let mut pos = 0;
+        let mut sealed = out.len();
+        while pos < data.len() && out.len() < MAX_BATCH_LINES {
+            let Some(i) = memchr::memchr(b'\n', &data[pos..]) else {
+                let rest = &data[pos..];
+                if !self.skipping {
+                    if self.partial.len() + rest.len() > max {
+                        // Cut now rather than at the newline, which may be
+                        // gigabytes away: memory stays bounded and the
+                        // file keeps moving.
+                        let room = max - self.partial.len();
+                        let mut line = std::mem::take(&mut self.partial);
+                        line.extend_from_slice(&rest[..room]);
+                        self.line(&line, self.line_start, true, data, base, now, out);
+                        line.clear();
+                        self.partial = line;
+                        self.skipping = true;
+                    } else {
+                        self.partial.extend_from_slice(rest);
+                    }
+                }
+                pos = data.len();
+                break;
+            };
+            let end = pos + i;
+            if self.skipping {
+                self.skipping = false;
+            } else if self.partial.is_empty() {
+                self.line(
+                    &data[pos..end],
+                    self.line_start,
+                    false,
+                    data,
+                    base,
+                    now,
+                    out,
+                );
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                let room = max.saturating_sub(line.len());
+                line.extend_from_slice(&data[pos..end.min(pos + room + 1)]);
+                self.line(&line, self.line_start, false, data, base, now, out);
+                line.clear();
+                if line.capacity() > 64 * 1024 {
+                    // One long line must not pin its buffer for the life
+                    // of the file.
+                    line = Vec::new();
+                }
+                self.partial = line;
+            }
+            pos = end + 1;
+            self.line_start = base + pos as u64;
+            if out.len() >= sealed + CHECKPOINT_EVERY {
+                self.line_start_check = self.check_at(data, pos);
+                self.seal(out);
+                sealed = out.len();
+            }
+        }
+        if self.line_start >= base {
+            let at = usize::try_from(self.line_start - base).unwrap_or(0);
+            self.line_start_check = self.check_at(data, at);
+        }
+        pos
+    }
+
+    /// The check of the bytes before `data[at]`, reaching back into the
+    /// window when `at` is near the start of the chunk.
+    fn check_at(&self, data: &[u8], at: usize) -> TailCheck {
+        if at >= TAIL_CHECK_BYTES {
+            return TailCheck::of(&data[at - TAIL_CHECK_BYTES..at]);
+        }
+        let mut joined = [0u8; TAIL_CHECK_BYTES * 2];
+        let from_window = (TAIL_CHECK_BYTES - at).min(self.window_len);
+        let w = &self.window[self.window_len - from_window..self.window_len];
+        joined[..w.len()].copy_from_slice(w);
+        joined[w.len()..w.len() + at].copy_from_slice(&data[..at]);
+        TailCheck::of(&joined[..w.len() + at])
+    }
+
+    fn slide_window(&mut self, consumed: &[u8]) {
+        if consumed.len() >= TAIL_CHECK_BYTES {
+            self.window
+                .copy_from_slice(&consumed[consumed.len() - TAIL_CHECK_BYTES..]);
+            self.window_len = TAIL_CHECK_BYTES;
+            return;
+        }
+        let keep = (TAIL_CHECK_BYTES - consumed.len()).min(self.window_len);
+        self.window
+            .copy_within(self.window_len - keep..self.window_len, 0);
+        self.window[keep..keep + consumed.len()].copy_from_slice(consumed);
+        self.window_len = keep + consumed.len();
+    }
+
+    /// One complete (or cut) line at `offset`.
+    #[allow(clippy::too_many_arguments)]
+    fn line(
+        &mut self,
+        bytes: &[u8],
+        offset: u64,
+        cut: bool,
+        data: &[u8],
+        base: u64,
+        now: DateTime<Utc>,
+        out: &mut Vec<Observation>,
+    ) {
+        let max = self.settings.max_line_bytes;
+        let (bytes, cut) = if bytes.len() > max {
+            (&bytes[..floor_char_boundary(bytes, max)], true)
+        } else {
+            (bytes, cut)
+        };
+        let Some(multiline) = &self.settings.multiline else {
+            out.push(self.observation(bytes, offset, cut, now));
+            return;
+        };
+        let starts = multiline.start.is_match(bytes);
+        match &mut self.record {
+            Some(record) if !starts => {
+                let room = max.saturating_sub(record.bytes.len());
+                if bytes.len() < room {
+                    record.bytes.push(b'\n');
+                    record.bytes.extend_from_slice(bytes);
+                } else {
+                    record.truncated = true;
+                }
+                record.truncated |= cut;
+                record.last_line = Instant::now();
+            }
+            _ => {
+                self.flush_record(now, out);
+                let check = if offset >= base {
+                    self.check_at(data, usize::try_from(offset - base).unwrap_or(0))
+                } else {
+                    self.line_start_check
+                };
+                self.record = Some(Record {
+                    start: offset,
+                    check,
+                    bytes: bytes.to_vec(),
+                    truncated: cut,
+                    last_line: Instant::now(),
+                });
+            }
+        }
+    }
+
+    fn flush_record(&mut self, now: DateTime<Utc>, out: &mut Vec<Observation>) {
+        if let Some(record) = self.record.take() {
+            out.push(self.observation(&record.bytes, record.start, record.truncated, now));
+        }
+    }
+
+    /// When the pending multiline record must be flushed, if there is one.
+    pub fn record_deadline(&self) -> Option<Instant> {
+        let timeout = self.settings.multiline.as_ref()?.flush_timeout;
+        self.record.as_ref().map(|r| r.last_line + timeout)
+    }
+
+    /// Emits the pending multiline record if its flush timeout passed.
+    pub fn flush_due(&mut self, now: Instant, out: &mut Vec<Observation>) {
+        if self.record_deadline().is_some_and(|due| due <= now) {
+            self.flush_record(Utc::now(), out);
+            self.seal(out);
+        }
+    }
+
+    /// The file ends here for good (rotated away and drained, deleted,
+    /// truncated): the last line without a newline and any pending record
+    /// are complete now.
+    pub fn finish(&mut self, out: &mut Vec<Observation>) {
+        let now = Utc::now();
+        if !self.partial.is_empty() && !self.skipping {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line, self.line_start, false, &[], self.read_pos, now, out);
+        }
+        self.partial.clear();
+        self.skipping = false;
+        self.flush_record(now, out);
+        self.line_start = self.read_pos;
+        self.line_start_check = TailCheck::of(&self.window[..self.window_len]);
+        self.seal(out);
+    }
+
+    /// Attaches the checkpoint callback to the last observation: once it
+    /// is durable, everything before the first byte not yet emitted is.
+    fn seal(&self, out: &mut [Observation]) {
+        let Some(last) = out.last_mut() else { return };
+        let (offset, check) = match &self.record {
+            Some(record) => (record.start, record.check),
+            None => (self.line_start, self.line_start_check),
+        };
+        let store = self.store.clone();
+        let fingerprint = self.fingerprint.hash;
+        let epoch = self.epoch;
+        // A batch may hold lifecycle observations after this one's lines;
+        // whichever callback was there is replaced by the later checkpoint
+        // of the same file only (seal runs once per file per batch).
+        let previous = last.on_durable.take();
+        last.on_durable = Some(OnDurable::new(move || {
+            if let Some(previous) = previous {
+                previous.fire();
+            }
+            store.advance(fingerprint, epoch, offset, check);
+        }));
+    }
+
+    fn observation(
+        &self,
+        bytes: &[u8],
+        offset: u64,
+        truncated: bool,
+        now: DateTime<Utc>,
+    ) -> Observation {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        };
+        let mut identity = Vec::with_capacity(32);
+        identity.extend_from_slice(&self.fingerprint.to_bytes());
+        identity.extend_from_slice(&offset.to_le_bytes());
+        identity.extend_from_slice(&line_hash(bytes).to_le_bytes());
+        let json = if self.settings.json {
+            parse_json_object(bytes)
+        } else {
+            None
+        };
+        let mut fields: Vec<(Cow<'static, str>, Value)> =
+            Vec::with_capacity(3 + usize::from(truncated) + usize::from(json.is_some()));
+        fields.push((Cow::Borrowed("line"), Value::String(text)));
+        fields.push((Cow::Borrowed("path"), Value::String(self.path.to_string())));
+        fields.push((Cow::Borrowed("offset"), Value::from(offset)));
+        if truncated {
+            fields.push((Cow::Borrowed("truncated"), Value::Bool(true)));
+        }
+        if let Some(json) = json {
+            fields.push((Cow::Borrowed("json"), json));
+        }
+        Observation {
+            source: self.settings.source.clone(),
+            kind: Cow::Borrowed("line"),
+            fields,
+            observed_at: now,
+            identity: Some(identity),
+            on_durable: None,
+        }
+    }
+}
+
+/// The line as a JSON object, when it is one.
+fn parse_json_object(bytes: &[u8]) -> Option<Value> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// The largest `n <= max` that does not split a UTF-8 sequence (when the
+/// bytes are UTF-8 there; otherwise `max`).
+fn floor_char_boundary(bytes: &[u8], max: usize) -> usize {
+    let mut n = max;
+    // At most 3 continuation bytes precede a boundary.
+    for _ in 0..3 {
+        if n == 0 || n >= bytes.len() || (bytes[n] & 0b1100_0000) != 0b1000_0000 {
+            return n;
+        }
+        n -= 1;
+    }
+    if (bytes[n] & 0b1100_0000) == 0b1000_0000 {
+        max
+    } else {
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        store: Arc<Store>,
+        settings: Arc<LineSettings>,
+    }
+
+    fn fixture(max: usize, multiline: Option<&str>, json: bool) -> Fixture {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("f.log");
+        std::fs::write(&path, b"").expect("create");
+        Fixture {
+            store: Arc::new(Store::empty(dir.path().join("state.json"))),
+            settings: Arc::new(LineSettings {
+                source: Arc::from("t"),
+                max_line_bytes: max,
+                json,
+                multiline: multiline.map(|p| Multiline {
+                    start: regex::bytes::Regex::new(p).expect("regex"),
+                    flush_timeout: Duration::from_millis(50),
+                }),
+            }),
+            path,
+            _dir: dir,
+        }
+    }
+
+    impl Fixture {
+        fn append(&self, bytes: &[u8]) {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .expect("open");
+            f.write_all(bytes).expect("append");
+        }
+
+        fn tail(&self, offset: u64) -> Tail {
+            let fp = Fingerprint::of(b"fp");
+            let epoch = self
+                .store
+                .claim(fp, offset, TailCheck::default(), "f", 0, 0);
+            let file = File::open(&self.path).expect("open");
+            Tail::new(
+                file,
+                Arc::from("/f.log"),
+                fp,
+                epoch,
+                offset,
+                self.store.clone(),
+                self.settings.clone(),
+            )
+            .expect("tail")
+        }
+    }
+
+    fn drain(tail: &mut Tail) -> (Vec<Observation>, Outcome) {
+        let mut buf = Vec::new();
+        let mut all = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            let outcome = tail.read(&mut buf, &mut out).expect("read");
+            all.extend(out);
+            if !matches!(outcome, Outcome::Data { more: true }) {
+                return (all, outcome);
+            }
+        }
+    }
+
+    fn lines(observations: &[Observation]) -> Vec<String> {
+        observations
+            .iter()
+            .map(|o| {
+                o.field("line")
+                    .and_then(Value::as_str)
+                    .expect("line")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn fire_all(observations: Vec<Observation>) {
+        for mut o in observations {
+            if let Some(cb) = o.on_durable.take() {
+                cb.fire();
+            }
+        }
+    }
+
+    #[test]
+    fn splits_lines_and_keeps_the_unfinished_one() {
+        let f = fixture(1024, None, false);
+        f.append(b"one\ntwo\nthr");
+        let mut tail = f.tail(0);
+        let (out, _) = drain(&mut tail);
+        assert_eq!(lines(&out), ["one", "two"]);
+        assert_eq!(out[1].field("offset"), Some(&Value::from(4)));
+        assert!(out[1].on_durable.is_some() && out[0].on_durable.is_none());
+        fire_all(out);
+        let fp = Fingerprint::of(b"fp");
+        assert_eq!(f.store.get(&fp).expect("entry").offset, 8, "up to `thr`");
+        f.append(b"ee\n");
+        let (out, outcome) = drain(&mut tail);
+        assert_eq!(lines(&out), ["three"]);
+        assert_eq!(out[0].field("offset"), Some(&Value::from(8)));
+        assert_eq!(outcome, Outcome::Data { more: false });
+        fire_all(out);
+        let entry = f.store.get(&fp).expect("entry");
+        assert_eq!(entry.offset, 14);
+        let file = File::open(&f.path).expect("open");
+        assert!(entry.check.holds(&file, 14).expect("read"));
+    }
+
+    #[test]
+    fn ids_depend_on_offset_and_content_only() {
+        let f = fixture(1024, None, false);
+        f.append(b"same\nsame\n");
+        let (a, _) = drain(&mut f.tail(0));
+        let (b, _) = drain(&mut f.tail(0));
+        assert_eq!(a[0].identity, b[0].identity);
+        assert_ne!(a[0].identity, a[1].identity);
+        assert_eq!(a[0].identity.as_ref().map(Vec::len), Some(32));
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_rest_skipped() {
+        let f = fixture(1024, None, false);
+        let long = vec![b'x'; 3 * CHUNK_BYTES];
+        f.append(&long);
+        let mut tail = f.tail(0);
+        let (out, _) = drain(&mut tail);
+        assert_eq!(out.len(), 1, "the head is emitted before the newline");
+        assert_eq!(lines(&out)[0].len(), 1024);
+        assert_eq!(out[0].field("truncated"), Some(&Value::Bool(true)));
+        f.append(b"\nnext\n");
+        let (out, _) = drain(&mut tail);
+        assert_eq!(lines(&out), ["next"]);
+        assert_eq!(out[0].field("truncated"), None);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_whole() {
+        let f = fixture(1024, None, false);
+        let mut bytes = vec![b'y'; 1024];
+        f.append(&bytes);
+        let mut tail = f.tail(0);
+        assert!(drain(&mut tail).0.is_empty());
+        bytes.clear();
+        f.append(b"\n");
+        let (out, _) = drain(&mut tail);
+        assert_eq!(lines(&out)[0].len(), 1024);
+        assert_eq!(out[0].field("truncated"), None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let f = fixture(1024, None, false);
+        f.append(b"ok \xff\xfe end\n");
+        let (out, _) = drain(&mut f.tail(0));
+        assert_eq!(lines(&out), ["ok \u{fffd}\u{fffd} end"]);
+    }
+
+    #[test]
+    fn json_objects_become_a_field() {
+        let f = fixture(1024, None, true);
+        f.append(b"{\"level\":\"warn\",\"n\":1}\nnot json\n[1]\n");
+        let (out, _) = drain(&mut f.tail(0));
+        assert_eq!(
+            out[0].field("json").and_then(|j| j.get("level")),
+            Some(&Value::from("warn"))
+        );
+        assert!(out[1].field("json").is_none());
+        assert!(out[2].field("json").is_none());
+    }
+
+    #[test]
+    fn truncation_and_rewrites_are_seen() {
+        let f = fixture(1024, None, false);
+        f.append(b"aaaa\nbbbb\n");
+        let mut tail = f.tail(0);
+        drain(&mut tail);
+        std::fs::write(&f.path, b"cc\n").expect("truncate");
+        assert_eq!(drain(&mut tail).1, Outcome::Truncated);
+        let mut tail = f.tail(0);
+        drain(&mut tail);
+        // Same length, different bytes before the read position.
+        std::fs::write(&f.path, b"dd\nmore\n").expect("rewrite");
+        assert_eq!(drain(&mut tail).1, Outcome::Truncated);
+    }
+
+    #[test]
+    fn a_start_inside_a_line_skips_to_the_next() {
+        let f = fixture(1024, None, false);
+        f.append(b"first line\nsecond\n");
+        let (out, _) = drain(&mut f.tail(3));
+        assert_eq!(lines(&out), ["second"]);
+    }
+
+    #[test]
+    fn finish_emits_the_last_line_without_newline() {
+        let f = fixture(1024, None, false);
+        f.append(b"a\nno newline");
+        let mut tail = f.tail(0);
+        let (out, _) = drain(&mut tail);
+        assert_eq!(lines(&out), ["a"]);
+        let mut out = Vec::new();
+        tail.finish(&mut out);
+        assert_eq!(lines(&out), ["no newline"]);
+        assert_eq!(out[0].field("offset"), Some(&Value::from(2)));
+    }
+
+    #[test]
+    fn multiline_joins_records_and_flushes_on_timeout() {
+        let f = fixture(1024, Some(r"^\S"), false);
+        f.append(b"Error: boom\n  at a\n  at b\nINFO next\n  cont");
+        let mut tail = f.tail(0);
+        let (out, _) = drain(&mut tail);
+        assert_eq!(lines(&out), ["Error: boom\n  at a\n  at b"]);
+        fire_all(out);
+        let fp = Fingerprint::of(b"fp");
+        assert_eq!(
+            f.store.get(&fp).expect("entry").offset,
+            26,
+            "the pending record starts at `INFO`"
+        );
+        f.append(b"\n");
+        let (out, _) = drain(&mut tail);
+        assert!(out.is_empty(), "the record may still grow");
+        let deadline = tail.record_deadline().expect("pending");
+        let mut out = Vec::new();
+        tail.flush_due(deadline + Duration::from_millis(1), &mut out);
+        assert_eq!(lines(&out), ["INFO next\n  cont"]);
+        assert_eq!(out[0].field("offset"), Some(&Value::from(26)));
+        fire_all(out);
+        assert_eq!(f.store.get(&fp).expect("entry").offset, 43);
+    }
+
+    #[test]
+    fn utf8_cuts_land_on_char_boundaries() {
+        let s = "aé".as_bytes(); // 'é' is 2 bytes at 1..3
+        assert_eq!(floor_char_boundary(s, 2), 1);
+        assert_eq!(floor_char_boundary(s, 1), 1);
+        assert_eq!(floor_char_boundary(b"\x80\x80\x80\x80\x80", 4), 4);
+    }
+}

@@ -1,0 +1,716 @@
+//! The file source end to end: the real binary tails real files in a temp
+//! dir and posts to a mock endpoint. In every case the lines the endpoint
+//! holds (deduplicated by event id, as Prefect does) are exactly the lines
+//! written.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Herald, MockEndpoint, herald, write_config};
+use tempfile::TempDir;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A line as the endpoint received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Line {
+    id: String,
+    line: String,
+    path: String,
+    offset: u64,
+    truncated: bool,
+}
+
+fn as_line(event: &Value) -> Option<Line> {
+    let payload = &event["payload"];
+    let line = payload["line"].as_str()?.to_owned();
+    let name = event["event"].as_str().unwrap_or_default();
+    assert!(
+        name == "herald.log.line" || name == "herald.line",
+        "a line event is named {name}"
+    );
+    let path = payload["path"]
+        .as_str()
+        .or_else(|| event["resource"]["herald.file.path"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Some(Line {
+        id: event["id"].as_str().expect("id").to_owned(),
+        line,
+        path,
+        offset: payload["offset"].as_u64().expect("offset"),
+        truncated: payload["truncated"] == Value::Bool(true),
+    })
+}
+
+/// A temp dir with `logs/`, a mock endpoint and a config.
+struct Rig {
+    dir: TempDir,
+    logs: PathBuf,
+    endpoint: MockEndpoint,
+    config: PathBuf,
+}
+
+impl Rig {
+    /// `source` is the body of a `[[sources.file]]` named `app`; `{logs}`
+    /// stands for the logs directory.
+    fn new(source: &str) -> Rig {
+        Rig::with(source, "")
+    }
+
+    fn with(source: &str, extra: &str) -> Rig {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let logs = dir.path().join("logs");
+        fs::create_dir(&logs).expect("logs dir");
+        let endpoint = MockEndpoint::start();
+        let source = source.replace("{logs}", &logs.display().to_string());
+        let config = write_config(
+            dir.path(),
+            &format!(
+                r#"
+[agent]
+hostname = "test-host"
+shutdown_grace = "5s"
+
+[sink]
+url = "{url}"
+batch_timeout = "20ms"
+timeout = "2s"
+max_events_per_second = 0
+{extra}
+
+[[sources.file]]
+name = "app"
+fingerprint_timeout = "100ms"
+rescan_interval = "200ms"
+{source}
+"#,
+                url = endpoint.url(),
+            ),
+        );
+        Rig {
+            dir,
+            logs,
+            endpoint,
+            config,
+        }
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.logs.join(name)
+    }
+
+    fn start(&self) -> Herald {
+        let agent = herald()
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .cwd(self.dir.path())
+            .spawn();
+        agent.wait_for_stderr_line(|l| l.contains("FileSourceStarted"), LIMIT);
+        agent
+    }
+
+    /// Every line accepted so far, one per id (the first copy), in
+    /// arrival order.
+    fn lines(&self) -> Vec<Line> {
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::new();
+        for event in self.endpoint.accepted_events() {
+            if let Some(line) = as_line(&event)
+                && seen.insert(line.id.clone(), line.clone()).is_none()
+            {
+                out.push(line);
+            }
+        }
+        out
+    }
+
+    /// Waits until `done` holds for the lines; returns them.
+    fn wait_lines(&self, what: &str, done: impl Fn(&[Line]) -> bool) -> Vec<Line> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let lines = self.lines();
+            if done(&lines) {
+                return lines;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "waited {LIMIT:?} for {what}; got {} lines: {:?}\n{}",
+                    lines.len(),
+                    lines
+                        .iter()
+                        .map(|l| &l.line)
+                        .rev()
+                        .take(20)
+                        .collect::<Vec<_>>(),
+                    self.endpoint.describe()
+                );
+            }
+            // Parsing every accepted body again is not free: look at a
+            // pace that leaves the machine to herald.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_count(&self, n: usize) -> Vec<Line> {
+        self.wait_lines(&format!("{n} lines"), |l| l.len() >= n)
+    }
+
+    fn stop(&self, mut agent: Herald) {
+        agent.sigterm();
+        assert_eq!(
+            agent.wait_exit(LIMIT).code(),
+            Some(0),
+            "{}",
+            agent.describe()
+        );
+    }
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open log");
+    write_lines(&mut f, lines);
+}
+
+fn write_lines(f: &mut File, lines: &[String]) {
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).expect("write log");
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix} {i:05} lorem ipsum"))
+        .collect()
+}
+
+/// The texts of `lines` whose text starts with `prefix`, in file order.
+fn texts(lines: &[Line], prefix: &str) -> Vec<String> {
+    let mut picked: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.line.starts_with(prefix))
+        .collect();
+    picked.sort_by_key(|l| l.offset);
+    picked.iter().map(|l| l.line.clone()).collect()
+}
+
+/// Every accepted line event, duplicates included.
+fn all_copies(rig: &Rig) -> Vec<Line> {
+    rig.endpoint
+        .accepted_events()
+        .iter()
+        .filter_map(as_line)
+        .collect()
+}
+
+/// No line was delivered under two ids.
+fn assert_one_id_per_line(rig: &Rig) {
+    let mut ids: BTreeMap<(String, u64, String), String> = BTreeMap::new();
+    for l in all_copies(rig) {
+        let key = (l.path.clone(), l.offset, l.line.clone());
+        if let Some(other) = ids.insert(key, l.id.clone()) {
+            assert_eq!(other, l.id, "line {:?} at {} got two ids", l.line, l.offset);
+        }
+    }
+}
+
+#[test]
+fn appended_lines_arrive_in_order_with_offsets() {
+    let rig = Rig::new("paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"");
+    let before = numbered("before", 100);
+    append(&rig.log("app.log"), &before);
+    let agent = rig.start();
+    let after = numbered("after", 100);
+    for chunk in after.chunks(10) {
+        append(&rig.log("app.log"), chunk);
+    }
+    let lines = rig.wait_count(200);
+    rig.stop(agent);
+    let all: Vec<String> = before.iter().chain(&after).cloned().collect();
+    assert_eq!(texts(&lines, ""), all);
+    let mut offset = 0;
+    let mut sorted = lines.clone();
+    sorted.sort_by_key(|l| l.offset);
+    for (line, text) in sorted.iter().zip(&all) {
+        assert_eq!(line.offset, offset, "{line:?}");
+        assert_eq!(line.path, rig.log("app.log").display().to_string());
+        assert!(!line.truncated);
+        offset += text.len() as u64 + 1;
+    }
+    assert_eq!(all_copies(&rig).len(), 200, "each line was sent once");
+}
+
+#[test]
+fn start_at_end_skips_what_was_there_but_new_files_are_read_whole() {
+    let rig = Rig::new("paths = [\"{logs}/*.log\"]");
+    append(&rig.log("old.log"), &numbered("old", 50));
+    let agent = rig.start();
+    agent.wait_for_stderr_line(
+        |l| l.contains("FileTailStarted") && l.contains("old.log"),
+        LIMIT,
+    );
+    let fresh = numbered("fresh", 5);
+    append(&rig.log("old.log"), &fresh);
+    let created = numbered("created", 5);
+    append(&rig.log("new.log"), &created);
+    let lines = rig.wait_count(10);
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "fresh"), fresh);
+    assert_eq!(texts(&lines, "created"), created);
+    assert!(texts(&lines, "old").is_empty());
+}
+
+#[test]
+fn rename_rotation_reads_the_old_file_to_its_end() {
+    // Only the live name matches: the rotated file is read through the
+    // descriptor herald holds.
+    let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let mut app = File::create(&path).expect("create");
+    let agent = rig.start();
+    let first = numbered("first", 50);
+    write_lines(&mut app, &first);
+    rig.wait_count(50);
+    // logrotate's create mode: rename, create anew; the application keeps
+    // writing to the old file until it reopens.
+    fs::rename(&path, rig.log("app.log.1")).expect("rotate");
+    let mut fresh = File::create(&path).expect("create new");
+    let late = numbered("late", 30);
+    write_lines(&mut app, &late);
+    let new = numbered("new", 40);
+    write_lines(&mut fresh, &new);
+    let lines = rig.wait_count(120);
+    rig.stop(agent);
+    let old: Vec<String> = first.iter().chain(&late).cloned().collect();
+    let mut old_got: Vec<&Line> = lines
+        .iter()
+        .filter(|l| !l.line.starts_with("new"))
+        .collect();
+    old_got.sort_by_key(|l| l.offset);
+    assert_eq!(
+        old_got.iter().map(|l| l.line.clone()).collect::<Vec<_>>(),
+        old
+    );
+    assert_eq!(texts(&lines, "new"), new);
+    assert_eq!(lines.len(), 120);
+    assert_one_id_per_line(&rig);
+}
+
+#[test]
+fn copytruncate_restarts_at_zero_and_its_loss_window_is_bounded() {
+    let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let mut app = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open");
+    let agent = rig.start();
+    let first = numbered("first", 100);
+    write_lines(&mut app, &first);
+    rig.wait_count(100);
+
+    // Nothing written between herald's last read and the truncation:
+    // nothing is lost.
+    fs::copy(&path, rig.log("app.log.1")).expect("copy");
+    app.set_len(0).expect("truncate");
+    let second = numbered("second", 50);
+    write_lines(&mut app, &second);
+    rig.wait_lines("the lines after the truncation", |l| {
+        texts(l, "second").len() == 50
+    });
+
+    // Lines written just before the copy may not have been read when the
+    // file is truncated: that is copytruncate's loss window (the copy is
+    // not among the globs here). Everything outside the window arrives,
+    // and the window loses at most its own lines, never a line before
+    // it or after the truncation.
+    let window = numbered("window", 20);
+    write_lines(&mut app, &window);
+    fs::copy(&path, rig.log("app.log.2")).expect("copy");
+    app.set_len(0).expect("truncate");
+    let third = numbered("third", 50);
+    write_lines(&mut app, &third);
+    let lines = rig.wait_lines("the lines after the second truncation", |l| {
+        texts(l, "third").len() == 50
+    });
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "first"), first);
+    assert_eq!(texts(&lines, "second"), second);
+    assert_eq!(texts(&lines, "third"), third);
+    let got = texts(&lines, "window");
+    assert_eq!(
+        got,
+        window[..got.len()],
+        "what arrives of the window is its beginning, in order"
+    );
+    println!(
+        "copytruncate window: {} of 20 lines read before the truncation",
+        got.len()
+    );
+    assert_one_id_per_line(&rig);
+}
+
+#[test]
+fn copytruncate_loses_nothing_when_the_copy_is_watched_too() {
+    let rig = Rig::new("paths = [\"{logs}/app.log*\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let mut app = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open");
+    let agent = rig.start();
+    // More than the fingerprint's 1KiB, so the copy is known by it.
+    let first = numbered("first", 100);
+    write_lines(&mut app, &first);
+    rig.wait_count(100);
+    let window = numbered("window", 200);
+    write_lines(&mut app, &window);
+    fs::copy(&path, rig.log("app.log.1")).expect("copy");
+    app.set_len(0).expect("truncate");
+    let after = numbered("after", 50);
+    write_lines(&mut app, &after);
+    let lines = rig.wait_count(350);
+    rig.stop(agent);
+    let all_old: Vec<String> = first.iter().chain(&window).cloned().collect();
+    let old: Vec<Line> = lines
+        .iter()
+        .filter(|l| !l.line.starts_with("after"))
+        .cloned()
+        .collect();
+    assert_eq!(texts(&old, ""), all_old);
+    assert_eq!(texts(&lines, "after"), after);
+    assert_eq!(
+        lines.len(),
+        350,
+        "no line of the copy arrived under a new id"
+    );
+}
+
+#[test]
+fn truncation_while_stopped_is_read_from_the_start() {
+    let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    // The same first KiB before and after: only the bytes before the
+    // checkpoint tell that the file was rewritten.
+    let header = format!("header {}", "h".repeat(1100));
+    let mut before = vec![header.clone()];
+    before.extend(numbered("before", 30));
+    append(&path, &before);
+    let agent = rig.start();
+    rig.wait_count(31);
+    rig.stop(agent);
+
+    let mut rewritten = vec![header];
+    rewritten.extend(numbered("rewritten-and-longer", 60));
+    fs::write(&path, "").expect("truncate");
+    append(&path, &rewritten);
+    let agent = rig.start();
+    let lines = rig.wait_lines("the rewritten lines", |l| texts(l, "rewritten").len() == 60);
+    agent.wait_for_stderr_line(|l| l.contains("FileTruncated"), LIMIT);
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "before"), before[1..]);
+    assert_eq!(texts(&lines, "rewritten"), rewritten[1..]);
+
+    // Shorter than the checkpoint.
+    let agent_lines = rig.lines().len();
+    fs::write(&path, "short\n").expect("shrink");
+    let agent = rig.start();
+    rig.wait_lines("the short line", |l| l.iter().any(|x| x.line == "short"));
+    rig.stop(agent);
+    assert_eq!(rig.lines().len(), agent_lines + 1);
+}
+
+#[test]
+fn a_file_deleted_while_open_is_drained_then_closed() {
+    let rig = Rig::new("paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let mut app = File::create(&path).expect("create");
+    let agent = rig.start();
+    let before = numbered("before", 20);
+    write_lines(&mut app, &before);
+    rig.wait_count(20);
+    fs::remove_file(&path).expect("delete");
+    let after = numbered("after", 20);
+    write_lines(&mut app, &after);
+    write!(app, "last words without newline").expect("write");
+    let lines = rig.wait_count(41);
+    agent.wait_for_stderr_line(|l| l.contains("FileClosed"), LIMIT);
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "before"), before);
+    assert_eq!(texts(&lines, "after"), after);
+    assert_eq!(texts(&lines, "last"), ["last words without newline"]);
+}
+
+#[test]
+fn files_appearing_under_a_glob_are_read_from_their_beginning() {
+    let rig = Rig::new("paths = [\"{logs}/*/*.log\"]\nexclude = [\"{logs}/*/debug.log\"]");
+    let agent = rig.start();
+    let dir = rig.logs.join("svc-1");
+    fs::create_dir(&dir).expect("dir");
+    let lines_a = numbered("a", 10);
+    append(&dir.join("a.log"), &lines_a);
+    append(&dir.join("debug.log"), &numbered("debug", 10));
+    let dir2 = rig.logs.join("svc-2");
+    fs::create_dir(&dir2).expect("dir");
+    let lines_b = numbered("b", 10);
+    append(&dir2.join("b.log"), &lines_b);
+    let lines = rig.wait_count(20);
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "a "), lines_a);
+    assert_eq!(texts(&lines, "b "), lines_b);
+    assert!(texts(&lines, "debug").is_empty(), "excluded");
+    assert_eq!(lines.len(), 20);
+}
+
+#[test]
+fn a_symlinked_log_is_read_through_its_target() {
+    let rig = Rig::new("paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"");
+    let real = rig.dir.path().join("real");
+    fs::create_dir(&real).expect("dir");
+    let target_1 = real.join("app-1.log");
+    append(&target_1, &numbered("one", 10));
+    let link = rig.log("current.log");
+    std::os::unix::fs::symlink(&target_1, &link).expect("symlink");
+    let agent = rig.start();
+    rig.wait_count(10);
+    append(&target_1, &numbered("more", 10));
+    rig.wait_count(20);
+    // Retarget the link, as some services rotate.
+    let target_2 = real.join("app-2.log");
+    append(&target_2, &numbered("two", 10));
+    let tmp_link = rig.logs.join(".current.tmp");
+    std::os::unix::fs::symlink(&target_2, &tmp_link).expect("symlink");
+    fs::rename(&tmp_link, &link).expect("retarget");
+    let lines = rig.wait_count(30);
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "one"), numbered("one", 10));
+    assert_eq!(texts(&lines, "more"), numbered("more", 10));
+    assert_eq!(texts(&lines, "two"), numbered("two", 10));
+    let link_path = link.display().to_string();
+    assert!(
+        lines.iter().all(|l| l.path == link_path),
+        "lines carry the link's path"
+    );
+}
+
+#[test]
+fn ten_megabyte_lines_are_cut_without_stalling_the_file() {
+    let rig = Rig::new("paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let agent = rig.start();
+    let huge = "x".repeat(10 << 20);
+    append(
+        &path,
+        &[
+            huge.clone(),
+            "after the huge one".into(),
+            huge,
+            "and again".into(),
+        ],
+    );
+    let lines = rig.wait_count(4);
+    rig.stop(agent);
+    let mut sorted = lines.clone();
+    sorted.sort_by_key(|l| l.offset);
+    assert_eq!(
+        sorted[0].line.len(),
+        1 << 20,
+        "cut at max_line_bytes (1MiB)"
+    );
+    assert!(sorted[0].truncated);
+    assert_eq!(sorted[1].line, "after the huge one");
+    assert_eq!(sorted[1].offset, (10 << 20) + 1);
+    assert!(!sorted[1].truncated);
+    assert!(sorted[2].truncated);
+    assert_eq!(sorted[3].line, "and again");
+}
+
+#[test]
+fn invalid_utf8_is_replaced_not_fatal() {
+    let rig = Rig::new("paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    fs::write(&path, b"bad \xff\xfe bytes\nhalf \xe2\x82 euro\ngood\n").expect("write");
+    let agent = rig.start();
+    let lines = rig.wait_count(3);
+    rig.stop(agent);
+    assert_eq!(
+        texts(&lines, ""),
+        ["bad \u{fffd}\u{fffd} bytes", "half \u{fffd} euro", "good"]
+    );
+}
+
+#[test]
+fn a_last_line_without_newline_is_sent_once_complete_or_rotated() {
+    let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let mut app = File::create(&path).expect("create");
+    let agent = rig.start();
+    write!(app, "first\nhalf a li").expect("write");
+    rig.wait_count(1);
+    write!(app, "ne\nsecond\nunfinished at rotation").expect("write");
+    rig.wait_count(3);
+    fs::rename(&path, rig.log("app.log.1")).expect("rotate");
+    let lines = rig.wait_count(4);
+    rig.stop(agent);
+    assert_eq!(
+        texts(&lines, ""),
+        ["first", "half a line", "second", "unfinished at rotation"]
+    );
+}
+
+#[test]
+fn multiline_records_and_json_lines() {
+    let rig = Rig::new(
+        "paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"\njson = true\n\n[sources.file.multiline]\nstart = '^\\S'\nflush_timeout = \"200ms\"",
+    );
+    let path = rig.log("app.log");
+    append(
+        &path,
+        &[
+            "Exception: boom".into(),
+            "  at a.b(c.java:1)".into(),
+            "  at d.e(f.java:2)".into(),
+            r#"{"level":"info","msg":"json line"}"#.into(),
+            "last record".into(),
+            "  with a continuation".into(),
+        ],
+    );
+    let agent = rig.start();
+    let lines = rig.wait_count(3);
+    rig.stop(agent);
+    assert_eq!(
+        texts(&lines, ""),
+        [
+            "Exception: boom\n  at a.b(c.java:1)\n  at d.e(f.java:2)",
+            r#"{"level":"info","msg":"json line"}"#,
+            "last record\n  with a continuation",
+        ]
+    );
+}
+
+#[test]
+fn a_restart_in_the_middle_of_a_file_resumes_exactly() {
+    // A small queue and an endpoint that is down: the queue fills, the
+    // source stops reading in the middle of the file (back-pressure), and
+    // is stopped there.
+    let rig = Rig::with(
+        "paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"",
+        "\n[queue]\nmax_bytes = \"1MiB\"",
+    );
+    rig.endpoint.stop();
+    let path = rig.log("app.log");
+    let written = numbered("line", 6_000);
+    append(&path, &written);
+    let agent = rig.start();
+    let state = rig.dir.path().join("data/state/file-app.json");
+    let size = fs::metadata(&path).expect("size").len();
+    let checkpoint = || -> Option<u64> {
+        let text = fs::read(&state).ok()?;
+        let json: Value = serde_json::from_slice(&text).ok()?;
+        json["files"][0]["offset"].as_u64()
+    };
+    assert!(
+        support::wait_until(LIMIT, || checkpoint().is_some_and(|o| o > 0)),
+        "the checkpoint moves as lines are queued\n{}",
+        agent.describe()
+    );
+    rig.stop(agent);
+    let stopped_at = checkpoint().expect("a checkpoint");
+    assert!(
+        stopped_at > 0 && stopped_at < size,
+        "stopped in the middle: {stopped_at} of {size}"
+    );
+    rig.endpoint.start_again();
+    let agent = rig.start();
+    agent.wait_for_stderr_line(
+        |l| l.contains("FileTailStarted") && l.contains(&format!("offset={stopped_at}")),
+        LIMIT,
+    );
+    let lines = rig.wait_count(written.len());
+    rig.stop(agent);
+    assert_eq!(texts(&lines, ""), written);
+    assert_one_id_per_line(&rig);
+}
+
+#[test]
+fn watch_reports_the_file_lifecycle() {
+    let rig = Rig::new("paths = [\"{logs}/*.log\"]\ntail = false\nwatch = true");
+    let agent = rig.start();
+    let names = |rig: &Rig| -> Vec<(String, String)> {
+        rig.endpoint
+            .accepted_events()
+            .iter()
+            .filter_map(|e| {
+                let name = e["event"].as_str()?;
+                name.starts_with("herald.file.").then(|| {
+                    (
+                        name.to_owned(),
+                        e["payload"]["path"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let wait_for = |name: &str, file: &str| {
+        let path = rig.log(file).display().to_string();
+        assert!(
+            support::wait_until(LIMIT, || names(&rig)
+                .contains(&(name.to_owned(), path.clone()))),
+            "no {name} for {file}: {:?}\n{}",
+            names(&rig),
+            rig.endpoint.describe()
+        );
+    };
+    let a = rig.log("a.log");
+    fs::write(&a, "one\n").expect("create");
+    wait_for("herald.file.created", "a.log");
+    append(&a, &["two".into()]);
+    wait_for("herald.file.modified", "a.log");
+    fs::rename(&a, rig.log("b.log")).expect("rename");
+    wait_for("herald.file.renamed", "b.log");
+    fs::write(rig.log("b.log"), "").expect("truncate");
+    wait_for("herald.file.truncated", "b.log");
+    fs::remove_file(rig.log("b.log")).expect("delete");
+    wait_for("herald.file.deleted", "b.log");
+    // Rotation: the path now names another file.
+    fs::write(rig.log("c.log"), "first\n").expect("create");
+    wait_for("herald.file.created", "c.log");
+    fs::rename(rig.log("c.log"), rig.log("c.log.1")).expect("rotate");
+    fs::write(rig.log("c.log"), "second\n").expect("create");
+    wait_for("herald.file.rotated", "c.log");
+    rig.stop(agent);
+
+    let created = rig
+        .endpoint
+        .accepted_events()
+        .into_iter()
+        .find(|e| e["event"] == "herald.file.created")
+        .expect("created");
+    let payload = &created["payload"];
+    assert_eq!(payload["size"], 4);
+    assert!(payload["owner"].is_u64(), "{payload}");
+    assert!(
+        payload["mode"].as_str().is_some_and(|m| m.len() == 4),
+        "{payload}"
+    );
+    assert!(
+        payload["mtime"].as_str().is_some_and(|m| m.ends_with('Z')),
+        "{payload}"
+    );
+    assert!(rig.lines().is_empty(), "tail = false reads no lines");
+}
