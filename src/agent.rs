@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,7 @@ use crate::data_dir::{DataDir, DataDirError};
 use crate::identity::{Identity, VERSION};
 use crate::mapping::{Mapped, Mapper};
 use crate::metrics::Stats;
-use crate::observation::Observation;
+use crate::observation::{Observation, OnDurable};
 use crate::queue::{Queue, QueueError};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::retry::Backoff;
@@ -42,11 +43,14 @@ use crate::sources::{self, Emitter, SourceContext};
 
 /// Batches of observations waiting for the mapper. Sources keep batches
 /// to a chunk read, so this bounds memory as well as count.
-const OBSERVATION_CHANNEL: usize = 8;
+const OBSERVATION_CHANNEL: usize = 2;
 /// Batches of events waiting to be appended to the queue.
-const EVENT_CHANNEL: usize = 8;
-/// Most events in one queue append (one write, one fdatasync).
-const APPEND_BATCH: usize = 1000;
+const EVENT_CHANNEL: usize = 2;
+/// Most events in one queue append (one write, one fdatasync). Large
+/// enough that one fsync covers the lines a fast source reads meanwhile.
+const APPEND_BATCH: usize = 4096;
+/// Most bytes in one queue append (and a quarter of the queue at most).
+const APPEND_MAX_BYTES: u64 = 2 << 20;
 /// The name the agent's own observations carry as their source.
 const AGENT_SOURCE: &str = "agent";
 /// How often rate-limited mapping rules report what they held back.
@@ -131,7 +135,8 @@ pub async fn run(
         event_tx,
         stats.clone(),
     ));
-    let max_append_bytes = usize::try_from(config.queue.max_bytes / 4).unwrap_or(usize::MAX);
+    let max_append_bytes =
+        usize::try_from((config.queue.max_bytes / 4).min(APPEND_MAX_BYTES)).unwrap_or(usize::MAX);
     let appender = tokio::spawn(append_all(
         queue.clone(),
         max_append_bytes,
@@ -315,12 +320,26 @@ async fn map_all(
         };
         Stats::add(&stats.observations, batch.len() as u64);
         let mut mapped = Vec::with_capacity(batch.len());
-        for observation in batch {
-            match mapper.map(observation, &mut mapped) {
-                Ok(_) => {}
+        for mut observation in batch {
+            // The checkpoint goes with the observation's last event, or
+            // alone when it made none, so a dropped line still moves it.
+            let on_durable = observation.on_durable.take();
+            let made = match mapper.map(observation, &mut mapped) {
+                Ok(made) => made,
                 Err(e) => {
                     Stats::add(&stats.unmappable, 1);
                     warn!(stage = "mapping", source = %e.source_name, kind = %e.kind, rule = e.error.rule(), error = %e, "ObservationUnmappable");
+                    0
+                }
+            };
+            if let Some(callback) = on_durable {
+                match mapped.last_mut() {
+                    Some(last) if made > 0 => last.on_durable = Some(callback),
+                    _ => mapped.push(Mapped {
+                        id: uuid::Uuid::nil(),
+                        json: Vec::new(),
+                        on_durable: Some(callback),
+                    }),
                 }
             }
         }
@@ -333,31 +352,46 @@ async fn map_all(
     }
 }
 
+/// What the appender holds: an event's bytes (empty for an observation
+/// that made no event) and the source's checkpoint callback.
+struct Pending {
+    json: Bytes,
+    on_durable: Option<OnDurable>,
+}
+
 /// The appender stage: takes whatever events are waiting (up to
-/// [`APPEND_BATCH`] events and a quarter of the queue's size), appends them
-/// in one call, and once that append is durable releases the sources'
-/// checkpoints. While one append is being synced the next batch gathers in
-/// the channel, so under load each fsync covers many events. A failed
-/// append (a full disk) is retried with backoff, holding the events: the
-/// sources wait rather than lose them.
+/// [`APPEND_BATCH`] events and `max_append_bytes`), appends them in one
+/// call, and once that append is durable releases the sources'
+/// checkpoints, in order. While one append is being synced the next batch
+/// gathers in the channel, so under load each fsync covers many events. A
+/// failed append (a full disk) is retried with backoff, holding the events:
+/// the sources wait rather than lose them. An observation that made no
+/// event (dropped by a rule, or unmappable) still moves its source's
+/// checkpoint once everything before it is durable.
 async fn append_all(
     queue: Queue,
     max_append_bytes: usize,
     mut events: mpsc::Receiver<Vec<Mapped>>,
     stats: Arc<Stats>,
 ) {
-    let mut pending: VecDeque<Mapped> = VecDeque::new();
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_CAP);
+    let hold = |mapped: Vec<Mapped>, pending: &mut VecDeque<Pending>| {
+        pending.extend(mapped.into_iter().map(|m| Pending {
+            json: Bytes::from(m.json),
+            on_durable: m.on_durable,
+        }));
+    };
     loop {
         if pending.is_empty() {
             let Some(first) = events.recv().await else {
                 return;
             };
-            pending.extend(first);
+            hold(first, &mut pending);
         }
         while pending.len() < APPEND_BATCH {
             match events.try_recv() {
-                Ok(more) => pending.extend(more),
+                Ok(more) => hold(more, &mut pending),
                 Err(_) => break,
             }
         }
@@ -371,13 +405,24 @@ async fn append_all(
             })
             .count()
             .max(1);
-        // The append owns its records; the originals stay in `pending`
-        // until it succeeded, so a failure retries the same bytes.
-        let records: Vec<Vec<u8>> = pending.iter().take(take).map(|e| e.json.clone()).collect();
-        match queue.append(records).await {
-            Ok(_) => {
+        // Cheap clones (reference counts): the bytes stay in `pending`
+        // until the append succeeded, so a failure retries the same bytes.
+        let records: Vec<Bytes> = pending
+            .iter()
+            .take(take)
+            .filter(|e| !e.json.is_empty())
+            .map(|e| e.json.clone())
+            .collect();
+        let events_in = records.len() as u64;
+        let appended = if records.is_empty() {
+            Ok(())
+        } else {
+            queue.append(records).await.map(|_| ())
+        };
+        match appended {
+            Ok(()) => {
                 backoff.reset();
-                Stats::add(&stats.events_queued, take as u64);
+                Stats::add(&stats.events_queued, events_in);
                 for event in pending.drain(..take) {
                     if let Some(callback) = event.on_durable {
                         callback.fire();
@@ -388,7 +433,7 @@ async fn append_all(
             Err(e) => {
                 let delay = backoff.next_delay();
                 Stats::add(&stats.append_failures, 1);
-                error!(stage = "queueing", events = take, error = %e, retry_in = ?delay, "QueueAppendFailed: sources wait until it succeeds");
+                error!(stage = "queueing", events = events_in, error = %e, retry_in = ?delay, "QueueAppendFailed: sources wait until it succeeds");
                 tokio::time::sleep(delay).await;
             }
         }

@@ -134,6 +134,8 @@ pub use ledger::LedgerStatus;
 pub use reader::{ACK_PERSIST_EVERY, Reader, Record};
 
 use std::path::Path;
+
+use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -393,7 +395,10 @@ impl Queue {
     /// I/O failure (e.g. `ENOSPC`; the queue is left intact and later
     /// appends may succeed), [`QueueError::BatchTooLarge`],
     /// [`QueueError::RecordTooLarge`], or [`QueueError::Closed`].
-    pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<Appended, QueueError> {
+    pub async fn append<R: Into<Bytes>>(&self, records: Vec<R>) -> Result<Appended, QueueError> {
+        // `Vec<u8>` and `Bytes` convert without copying; callers that must
+        // retry a failed append keep cheap `Bytes` clones.
+        let records: Vec<Bytes> = records.into_iter().map(Into::into).collect();
         let mut bytes = 0;
         for r in &records {
             if r.len() > record::MAX_PAYLOAD_LEN {

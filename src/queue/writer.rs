@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::error::QueueError;
@@ -35,7 +36,7 @@ pub(crate) enum Msg {
 }
 
 pub(crate) struct AppendReq {
-    pub records: Vec<Vec<u8>>,
+    pub records: Vec<Bytes>,
     /// Encoded size of all records.
     pub bytes: u64,
     pub reply: oneshot::Sender<Result<Appended, QueueError>>,
