@@ -13,8 +13,14 @@ Phases:
            resource, started carrying version and config_digest, ids unique.
   stopped  a herald.agent.stopped event on the agent's resource, naming its
            host as a related resource; with --sent N, exactly N events with
-           distinct ids on the agent's resource (what herald says it sent:
-           every event arrived, none twice).
+           distinct ids from this agent (on its resource, or naming it as a
+           related resource: what herald says it sent: every event arrived,
+           none twice).
+
+With --app-resource ID and --app-lines LINE..., the running phase also waits
+for the e2e.app.line events of a tailed file mapped onto resource ID: one per
+line, with the mapping's labels, the host as a related resource, and each
+event's `follows` naming the event of the line before it.
 """
 
 from __future__ import annotations
@@ -74,6 +80,36 @@ def read_events(api: str, prefix: str) -> list[dict]:
     return events
 
 
+def from_agent(event: dict, agent: str) -> bool:
+    """Whether the agent sent it: its resource, or a related resource."""
+    if (event.get("resource") or {}).get("prefect.resource.id") == agent:
+        return True
+    return any(r.get("prefect.resource.id") == agent for r in event.get("related") or [])
+
+
+def check_app_lines(checks: "Checks", app: list[dict], lines: list[str], resource: str, host: str) -> None:
+    """The mapped file lines: one event each, labels, host, follows chain."""
+    by_line = {(e.get("payload") or {}).get("line"): e for e in app}
+    found = [by_line.get(line) for line in lines]
+    checks.check(
+        all(found) and len(app) == len(lines),
+        f"{len(lines)} e2e.app.line events read back on {resource} (got {len(app)})",
+    )
+    if not all(found):
+        return
+    checks.check(
+        all((e.get("resource") or {}).get("e2e.file") == "app.log" for e in found),
+        "the mapped events carry the mapping's labels (e2e.file = app.log)",
+    )
+    checks.check(all(has_host(e, host) for e in found), f"the mapped events name related host {host}")
+    chain = [found[i].get("follows") == found[i - 1].get("id") for i in range(1, len(found))]
+    checks.check(
+        all(chain) and found[0].get("follows") is None,
+        "each line's event follows the previous line's event"
+        + ("" if all(chain) else f" (follows: {[e.get('follows') for e in found]})"),
+    )
+
+
 def alive(pid: int | None) -> bool:
     if pid is None:
         return True
@@ -115,17 +151,29 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--pid", type=int, help="stop polling early if this process is gone")
     p.add_argument("--sent", type=int, help="stopped phase: how many events herald sent")
+    p.add_argument("--app-resource", help="running phase: the resource of the mapped file lines")
+    p.add_argument("--app-lines", nargs="*", default=[], help="the lines written to the file")
     args = p.parse_args()
 
     api = args.api.rstrip("/")
     agent = f"herald.agent.{args.hostname}"
     host = f"herald.host.{args.hostname}"
 
+    def app_events() -> list[dict]:
+        return [
+            e
+            for e in read_events(api, "e2e.app.")
+            if (e.get("resource") or {}).get("prefect.resource.id") == args.app_resource
+        ]
+
+    app: list[dict] = []
+
     def ready(mine: list[dict]) -> bool:
         if args.phase == "running":
             return (
                 len(named(mine, "herald.agent.started")) >= 1
                 and len(named(mine, "herald.agent.heartbeat")) >= 2
+                and len(app) >= len(args.app_lines)
             )
         return len(named(mine, "herald.agent.stopped")) >= 1 and (
             args.sent is None or len(mine) >= args.sent
@@ -138,10 +186,13 @@ def main() -> int:
     while True:
         try:
             everything = read_events(api, "herald.")
+            if args.app_resource:
+                app = app_events()
+                everything = everything + app
             last_error = None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last_error = exc
-        mine = [e for e in everything if (e.get("resource") or {}).get("prefect.resource.id") == agent]
+        mine = [e for e in everything if from_agent(e, agent)]
         if ready(mine) or time.monotonic() >= deadline:
             break
         if args.phase == "running" and not alive(args.pid):
@@ -152,7 +203,7 @@ def main() -> int:
                 everything = read_events(api, "herald.")
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last_error = exc
-            mine = [e for e in everything if (e.get("resource") or {}).get("prefect.resource.id") == agent]
+            mine = [e for e in everything if from_agent(e, agent)]
             break
         time.sleep(0.5)
 
@@ -186,6 +237,8 @@ def main() -> int:
         )
         ids = [e.get("id") for e in everything]
         checks.check(bool(ids) and len(ids) == len(set(ids)), f"all {len(ids)} event ids are unique")
+        if args.app_resource:
+            check_app_lines(checks, app, args.app_lines, args.app_resource, host)
     else:
         stopped = named(mine, "herald.agent.stopped")
         checks.check(len(stopped) >= 1, f"herald.agent.stopped read back on {agent} (got {len(stopped)})")

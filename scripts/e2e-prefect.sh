@@ -247,8 +247,29 @@ transport = "$3"
 [[sources.heartbeat]]
 name = "heartbeat"
 interval = "1s"
+
+[[sources.file]]
+name = "app"
+paths = ["$TMP/logs-$2/*.log"]
+start_at = "beginning"
+
+[[mappings]]
+name = "app-lines"
+source = "app"
+kind = "line"
+event = "e2e.app.line"
+resource.id = "e2e.app.$2"
+resource.labels = { "prefect.resource.name" = "e2e app", "e2e.file" = "{path | basename}" }
+payload = { line = "{line}" }
+follows = "auto"
 EOF
+  mkdir -p "$TMP/logs-$2"
+  printf '%s\n' "${APP_LINES[@]}" >"$TMP/logs-$2/app.log"
 }
+
+# What the tailed file holds: each line becomes an e2e.app.line event that
+# follows the one before.
+APP_LINES=("first line" "second line" "third line")
 
 CFG="$TMP/herald.toml"
 write_config "$CFG" "$HOSTNAME_LABEL" http
@@ -310,7 +331,8 @@ run_agent() {
   ) >"$TMP/herald.out" 2>"$TMP/herald.err" </dev/null &
   HERALD_PID=$!
 
-  read_back "$hostname" --phase running --pid "$HERALD_PID"
+  read_back "$hostname" --phase running --pid "$HERALD_PID" \
+    --app-resource "e2e.app.$hostname" --app-lines "${APP_LINES[@]}"
 
   if kill -0 "$HERALD_PID" 2>/dev/null; then
     ok "herald run ($transport) is still running after its events were read back"
@@ -352,7 +374,7 @@ run_agent() {
     not_ok "herald ($transport) sent everything it queued (left_queued=0)"
   fi
   sent="$(sed -n 's/.*AgentStopped.* events_sent=\([0-9]*\).*/\1/p' "$TMP/herald.err" | tail -n 1)"
-  read_back "$hostname" --phase stopped ${sent:+--sent "$sent"}
+  read_back "$hostname" --phase stopped ${sent:+--sent "$sent"} --app-resource "e2e.app.$hostname"
   # Kept for a failure report (cleanup shows herald.err of the last run).
   cp "$TMP/herald.err" "$TMP/herald-$transport.err"
 }

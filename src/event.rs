@@ -384,16 +384,31 @@ fn json_type(value: &serde_json::Value) -> &'static str {
 }
 
 /// The id of an observation that can be seen again (a log line re-read
-/// after a crash, a process start seen twice): UUIDv5 over the source name
-/// and the observation's identity bytes. The same inputs give the same id
-/// forever, so the endpoint keeps one copy.
-pub fn derived_id(source: &str, identity: &[u8]) -> Uuid {
-    // Length-prefix the source name so ("ab", "c") and ("a", "bc") differ.
-    let mut name = Vec::with_capacity(8 + source.len() + identity.len());
-    name.extend_from_slice(&(source.len() as u64).to_le_bytes());
-    name.extend_from_slice(source.as_bytes());
-    name.extend_from_slice(identity);
-    Uuid::new_v5(&ID_NAMESPACE, &name)
+/// after a crash, a process start seen twice): UUIDv5 over the agent's
+/// scope (its host name), the source name and the observation's identity
+/// bytes. The same inputs give the same id forever, so the endpoint keeps
+/// one copy; two agents that see identical content (the same log banner on
+/// two hosts) still give different ids, so neither is taken for a copy.
+pub fn derived_id(scope: &str, source: &str, identity: &[u8]) -> Uuid {
+    // Length-prefixed parts, so ("ab", "c") and ("a", "bc") differ. Most
+    // names fit the stack buffer: no allocation per line.
+    let len = 16 + scope.len() + source.len() + identity.len();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let name: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut at = 0;
+    for part in [scope.as_bytes(), source.as_bytes()] {
+        name[at..at + 8].copy_from_slice(&(part.len() as u64).to_le_bytes());
+        name[at + 8..at + 8 + part.len()].copy_from_slice(part);
+        at += 8 + part.len();
+    }
+    name[at..].copy_from_slice(identity);
+    Uuid::new_v5(&ID_NAMESPACE, name)
 }
 
 /// The id of an observation that cannot recur: UUIDv7, time-ordered as
@@ -436,7 +451,7 @@ mod tests {
     #[test]
     fn follows_is_written_only_when_set() {
         let mut event = sample();
-        event.follows = Some(derived_id("s", b"x"));
+        event.follows = Some(derived_id("h", "s", b"x"));
         let json: serde_json::Value =
             serde_json::from_slice(&event.to_json().expect("valid")).expect("json");
         assert_eq!(
@@ -605,16 +620,26 @@ mod tests {
 
     #[test]
     fn derived_ids_are_stable_and_separate_sources() {
-        let a = derived_id("app", b"fingerprint:offset:hash");
-        assert_eq!(a, derived_id("app", b"fingerprint:offset:hash"));
+        let a = derived_id("h1", "app", b"fingerprint:offset:hash");
+        assert_eq!(a, derived_id("h1", "app", b"fingerprint:offset:hash"));
         assert_eq!(a.get_version_num(), 5);
-        assert_ne!(derived_id("ab", b"c"), derived_id("a", b"bc"));
-        // Pinned (computed independently with Python's uuid/hashlib) so that
+        assert_ne!(derived_id("h1", "ab", b"c"), derived_id("h1", "a", b"bc"));
+        assert_ne!(
+            a,
+            derived_id("h2", "app", b"fingerprint:offset:hash"),
+            "another agent seeing the same content gives another id"
+        );
+        let long = vec![7u8; 1000];
+        assert_eq!(
+            derived_id("h1", "app", &long),
+            derived_id("h1", "app", &long)
+        );
+        // Pinned (computed independently with Python's hashlib) so that
         // an accidental change of the namespace or the encoding, which would
         // break deduplication across upgrades, fails here.
         assert_eq!(
-            derived_id("app", b"x").to_string(),
-            "7c12df10-eaf0-5b03-b6f7-80353e8ddb8f"
+            derived_id("h1", "app", b"x").to_string(),
+            "6d99fb4d-a361-5a47-a04a-e253a1855170"
         );
         assert_eq!(fresh_id().get_version_num(), 7);
     }

@@ -24,6 +24,7 @@ use super::follows::Follows;
 use super::json;
 use super::rule::{EpochUnit, FieldSelection, Occurred, PayloadValue, Rule, TimeFormat};
 use super::template::Template;
+use super::time;
 use crate::event::{
     EventError, MAX_EVENT_BYTES, MAX_EVENT_NAME_CHARS, Part, RESOURCE_ID, RESOURCE_NAME,
     RESOURCE_ROLE,
@@ -420,25 +421,36 @@ impl Plan {
         self.payload.write(b.scope, out)?;
         out.extend_from_slice(b",\"id\":");
         json::write_uuid(out, &b.id);
-        let follows = if self.follows {
-            b.follows.previous(&b.scratch.resource_id, b.id, &occurred)
-        } else {
-            None
+        // Ends the event, with the event it follows if any; `false` when it
+        // is too large, so that it is not recorded as the resource's last.
+        let mut too_large = None;
+        let mut finish = |follows: Option<Uuid>| {
+            if let Some(previous) = &follows {
+                out.extend_from_slice(b",\"follows\":");
+                json::write_uuid(out, previous);
+            }
+            out.push(b'}');
+            let bytes = out.len() - start;
+            if bytes > MAX_EVENT_BYTES {
+                too_large = Some(bytes);
+            }
+            too_large.is_none()
         };
-        if let Some(previous) = &follows {
-            out.extend_from_slice(b",\"follows\":");
-            json::write_uuid(out, previous);
-        }
-        out.push(b'}');
-        let bytes = out.len() - start;
-        if bytes > MAX_EVENT_BYTES {
-            return Err(Failure::Invalid(EventError::TooLarge { bytes }));
-        }
         if self.follows {
-            b.follows
-                .record(&b.scratch.resource_id, b.id, &occurred, &b.observed_at);
+            b.follows.previous_then_record(
+                &b.scratch.resource_id,
+                b.id,
+                &occurred,
+                &b.observed_at,
+                finish,
+            );
+        } else {
+            finish(None);
         }
-        Ok(())
+        match too_large {
+            Some(bytes) => Err(Failure::Invalid(EventError::TooLarge { bytes })),
+            None => Ok(()),
+        }
     }
 
     fn write_name(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
@@ -661,9 +673,14 @@ impl Payload {
 fn parse_time(scope: &Scope<'_>, spec: &Occurred) -> Option<DateTime<Utc>> {
     let value = scope.get(&spec.field)?;
     let at = match &spec.format {
-        TimeFormat::Rfc3339 => DateTime::parse_from_rfc3339(value.text().trim())
-            .ok()?
-            .with_timezone(&Utc),
+        TimeFormat::Rfc3339 => {
+            let text = value.text();
+            let text = text.trim();
+            match time::rfc3339(text) {
+                Some(at) => at,
+                None => DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc),
+            }
+        }
         TimeFormat::Epoch(unit) => {
             let n = value.number()?;
             let scale = match unit {
@@ -678,10 +695,18 @@ fn parse_time(scope: &Scope<'_>, spec: &Occurred) -> Option<DateTime<Utc>> {
             }
             DateTime::from_timestamp_micros(micros.round() as i64)?
         }
-        TimeFormat::Chrono { items, offset } => {
+        TimeFormat::Chrono {
+            items,
+            offset,
+            common_log,
+        } => {
             let text = value.text();
+            let text = text.trim();
+            if *common_log && let Some(at) = time::common_log(text) {
+                return json::in_range(&at).then_some(at);
+            }
             let mut parsed = Parsed::new();
-            chrono::format::parse(&mut parsed, text.trim(), items.iter()).ok()?;
+            chrono::format::parse(&mut parsed, text, items.iter()).ok()?;
             if *offset {
                 parsed.to_datetime().ok()?.with_timezone(&Utc)
             } else {

@@ -25,6 +25,7 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
+use memchr::memmem;
 use regex_automata::Input;
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::captures::Captures;
@@ -86,6 +87,9 @@ pub(crate) struct RegexCondition {
     /// Whether it sits at the top of `when`: only those can be decided by
     /// the rule set's prefilter.
     pub top: bool,
+    /// Bytes every match contains (see `super::literal`): a haystack
+    /// without them is rejected without running the regex.
+    pub required: Option<Box<memmem::Finder<'static>>>,
 }
 
 /// A value to compare with: its text, and its number when it is one.
@@ -436,6 +440,8 @@ impl Reader<'_> {
             local,
             groups: groups.into(),
             top,
+            required: super::literal::required(&pattern.value)
+                .map(|literal| Box::new(memmem::Finder::new(&literal).into_owned())),
         })
     }
 }
@@ -569,6 +575,14 @@ impl RegexCondition {
         let Some(state) = e.regexes.get_mut(self.local) else {
             return false;
         };
+        // Unless the prefilter already saw it match, a haystack without
+        // the required literal cannot match.
+        if state.known.is_none()
+            && let Some(required) = &self.required
+            && required.find(hay.as_bytes()).is_none()
+        {
+            return false;
+        }
         if self.groups.is_empty() {
             return self.regex.is_match_with(&mut state.cache, &input);
         }

@@ -37,9 +37,12 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// Whether any of 8 bytes needs escaping: below 0x20, `"` or `\`
-/// (the classic has-less / has-zero-byte bit tricks).
-fn needs_escape(word: u64) -> bool {
+/// The bytes of a little-endian word that need escaping (below 0x20, `"`
+/// or `\\`), flagged by their high bit, using the classic has-less /
+/// has-zero-byte bit tricks. Bits above a flagged byte may be flagged
+/// wrongly (a borrow), but the lowest flagged byte is always exact, which
+/// is all [`write_str_body`] relies on.
+fn escapes(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
@@ -47,41 +50,48 @@ fn needs_escape(word: u64) -> bool {
     below_space
         | zero_in(word ^ (ONES * u64::from(b'"')))
         | zero_in(word ^ (ONES * u64::from(b'\\')))
-        != 0
 }
 
-/// Writes `text` escaped, without quotes.
-pub(crate) fn write_str_body(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    // Most text needs no escape at all: skip it eight bytes at a time,
-    // then go byte by byte from the first word that might.
-    let mut clean = 0;
-    for chunk in bytes.chunks_exact(8) {
+/// The index of the first byte at or after `from` that needs escaping.
+fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
+    // Eight bytes at a time; most text needs no escape at all.
+    while let Some(chunk) = bytes.get(from..from + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        if needs_escape(u64::from_le_bytes(word)) {
-            break;
+        let flags = escapes(u64::from_le_bytes(word));
+        if flags != 0 {
+            return Some(from + (flags.trailing_zeros() / 8) as usize);
         }
-        clean += 8;
+        from += 8;
     }
-    if clean == bytes.len() {
-        out.extend_from_slice(bytes);
-        return;
-    }
+    bytes
+        .get(from..)?
+        .iter()
+        .position(|&b| ESCAPE[usize::from(b)] != 0)
+        .map(|i| from + i)
+}
+
+/// Writes `text` escaped, without quotes: runs that need no escape are
+/// copied whole.
+pub(crate) fn write_str_body(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate().skip(clean) {
+    while let Some(i) = next_escape(bytes, start) {
+        let b = bytes[i];
         let escape = ESCAPE[usize::from(b)];
-        if escape == 0 {
-            continue;
-        }
         out.extend_from_slice(&bytes[start..i]);
-        out.push(b'\\');
-        out.push(escape);
         if escape == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
         }
         start = i + 1;
     }
@@ -103,6 +113,9 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
 /// microseconds, `Z` (see [`crate::event::format_timestamp`]). Years must
 /// be 0 to 9999, which [`in_range`] checks for parsed times.
 pub(crate) fn write_timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+    // The naive UTC time holds the fields as they are; asking the
+    // `DateTime` for each one adds the (zero) offset every time.
+    let at = at.naive_utc();
     let year = at.year().clamp(0, 9999) as u32;
     // A leap second shows as nanoseconds past 1e9; write it as the last
     // microsecond of its second rather than overflow the field.
@@ -161,7 +174,7 @@ mod tests {
 
     #[test]
     fn uuids_are_lower_case_and_hyphenated() {
-        let id = crate::event::derived_id("s", b"x");
+        let id = crate::event::derived_id("h", "s", b"x");
         let mut out = Vec::new();
         write_uuid(&mut out, &id);
         assert_eq!(out, serde_json::to_vec(&id.to_string()).expect("json"));

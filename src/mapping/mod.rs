@@ -51,9 +51,11 @@ mod follows;
 pub mod json;
 pub mod kinds;
 mod limit;
+mod literal;
 mod rule;
 mod template;
 pub mod testing;
+mod time;
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -144,6 +146,9 @@ struct Compiled {
     /// prefilter decides.
     prefiltered: Vec<(usize, usize, PatternID)>,
     unmapped: u64,
+    /// The size of its last event, to size the next one's buffer (kept
+    /// per rule, as rules make events of quite different sizes).
+    size_hint: usize,
 }
 
 /// One multi-pattern regex over one field, shared by the rules that test
@@ -178,7 +183,8 @@ pub struct Mapper {
     captured: Captured,
     scratch: Scratch,
     stats: MapStats,
-    /// The size of the last event, to size the next one's buffer.
+    /// The size of the last event of the built-in defaults, to size the
+    /// next one's buffer.
     size_hint: usize,
     /// Observations since the follows state was last offered a flush.
     since_flush_check: u32,
@@ -203,6 +209,7 @@ impl Mapper {
                 regexes: Vec::new(),
                 prefiltered: Vec::new(),
                 unmapped: 0,
+                size_hint: 512,
                 rule: rule.clone(),
             })
             .collect();
@@ -309,7 +316,7 @@ impl Mapper {
                 json: &json,
                 hostname: &self.hostname,
             };
-            let id = event_id(obs, made, &compiled.rule.name);
+            let id = event_id(&self.hostname, obs, made, &compiled.rule.name);
             let mut build = Build {
                 scope: &scope,
                 id,
@@ -318,10 +325,10 @@ impl Mapper {
                 follows: &mut self.follows,
                 occurred_failures: &mut self.stats.occurred_failures,
             };
-            let mut bytes = Vec::with_capacity(self.size_hint);
+            let mut bytes = Vec::with_capacity(compiled.size_hint);
             match compiled.plans[flavor as usize].write(&mut build, &mut bytes) {
                 Ok(()) => {
-                    self.size_hint = bytes.len() + 64;
+                    compiled.size_hint = bytes.len() + 64;
                     out.push(Mapped {
                         id,
                         json: bytes,
@@ -363,7 +370,7 @@ impl Mapper {
             json: &json,
             hostname: &self.hostname,
         };
-        let id = event_id(obs, made, "herald.default");
+        let id = event_id(&self.hostname, obs, made, "herald.default");
         let mut build = Build {
             scope: &scope,
             id,
@@ -487,16 +494,17 @@ impl Mapper {
 
 /// The id of the `made`-th event of an observation: derived from its
 /// identity when it has one (the first exactly as before rules existed,
-/// later ones also from the rule's name, so each is distinct), else new.
-fn event_id(obs: &Observation, made: usize, rule: &str) -> Uuid {
+/// later ones also from the rule's name, so each is distinct) within this
+/// agent's scope (its host name), else new.
+fn event_id(scope: &str, obs: &Observation, made: usize, rule: &str) -> Uuid {
     match &obs.identity {
-        Some(identity) if made == 0 => event::derived_id(&obs.source, identity),
+        Some(identity) if made == 0 => event::derived_id(scope, &obs.source, identity),
         Some(identity) => {
             let mut name = Vec::with_capacity(identity.len() + rule.len() + 1);
             name.extend_from_slice(identity);
             name.push(0);
             name.extend_from_slice(rule.as_bytes());
-            event::derived_id(&obs.source, &name)
+            event::derived_id(scope, &obs.source, &name)
         }
         None => event::fresh_id(),
     }

@@ -108,6 +108,9 @@ pub(crate) enum TimeFormat {
     Chrono {
         items: Box<[Item<'static>]>,
         offset: bool,
+        /// Whether it is the common log format, which has a fast path
+        /// (`super::time`).
+        common_log: bool,
     },
 }
 
@@ -558,6 +561,7 @@ fn time_format(dec: &Decoder<'_>, at: &At<String>) -> Option<TimeFormat> {
             TimeFormat::Chrono {
                 items: items.into(),
                 offset,
+                common_log: text == super::time::COMMON_LOG,
             }
         }
         other => {

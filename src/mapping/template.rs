@@ -277,12 +277,54 @@ impl Template {
             match part {
                 Part::Lit(text) => scratch.push_str(text),
                 Part::Field(p) => {
-                    let value = p.field.as_ref().and_then(|f| scope.get(f)).map(Val::text);
-                    scratch.push_str(&apply(&p.filters, value)?);
+                    let value = p.field.as_ref().and_then(|f| scope.get(f));
+                    push_filtered(&p.filters, value, scratch)?;
                 }
             }
         }
         Some(scratch.as_str())
+    }
+}
+
+/// Appends a value through its filters to `out`. No filter, or one that
+/// is not `default` (the usual cases), writes straight into `out`; longer
+/// chains go through [`apply`].
+fn push_filtered(filters: &[Filter], value: Option<Val<'_>>, out: &mut String) -> Option<()> {
+    match filters {
+        [] => match value? {
+            Val::Str(s) => out.push_str(s),
+            other => out.push_str(&other.text()),
+        },
+        [filter] if !matches!(filter, Filter::Default(_)) => {
+            push_one(filter, &value?.text(), out);
+        }
+        _ => out.push_str(&apply(filters, value.map(Val::text))?),
+    }
+    Some(())
+}
+
+/// Appends `text` through one filter (not `default`) to `out`.
+fn push_one(filter: &Filter, text: &str, out: &mut String) {
+    let start = out.len();
+    match filter {
+        Filter::Lower if text.is_ascii() => {
+            out.push_str(text);
+            if let Some(tail) = out.get_mut(start..) {
+                tail.make_ascii_lowercase();
+            }
+        }
+        Filter::Upper if text.is_ascii() => {
+            out.push_str(text);
+            if let Some(tail) = out.get_mut(start..) {
+                tail.make_ascii_uppercase();
+            }
+        }
+        Filter::Lower => out.push_str(&text.to_lowercase()),
+        Filter::Upper => out.push_str(&text.to_uppercase()),
+        Filter::Slug => slug_into(text, out),
+        Filter::Basename => out.push_str(&basename(Cow::Borrowed(text))),
+        Filter::Truncate(n) => out.push_str(&truncate(Cow::Borrowed(text), *n)),
+        Filter::Default(_) => out.push_str(text),
     }
 }
 
@@ -309,19 +351,27 @@ fn apply<'a>(filters: &[Filter], mut value: Option<Cow<'a, str>>) -> Option<Cow<
 /// trimmed from both ends.
 pub(crate) fn slug(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut dash = false;
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-            if dash && !out.is_empty() {
-                out.push('-');
-            }
-            dash = false;
-            out.push(c.to_ascii_lowercase());
-        } else {
-            dash = true;
+    slug_into(text, &mut out);
+    out
+}
+
+/// [`slug`], appended to `out`.
+fn slug_into(text: &str, out: &mut String) {
+    let start = out.len();
+    // Runs of kept characters are copied whole, one `-` between them.
+    for run in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_')) {
+        if run.is_empty() {
+            continue;
+        }
+        if out.len() > start {
+            out.push('-');
+        }
+        let from = out.len();
+        out.push_str(run);
+        if let Some(tail) = out.get_mut(from..) {
+            tail.make_ascii_lowercase();
         }
     }
-    out
 }
 
 fn basename(value: Cow<'_, str>) -> Cow<'_, str> {

@@ -101,7 +101,7 @@ fn the_default_agent_event_is_byte_for_byte_what_event_writes() {
         resource: id.agent.clone(),
         related: id.related(),
         payload: json!({"version": "1.0", "pid": 42, "nested": {"b": [1, "x\n"], "a": null}}),
-        id: event::derived_id("hb", b"same"),
+        id: event::derived_id(&id.hostname, "hb", b"same"),
         follows: None,
     };
     assert_eq!(
@@ -405,7 +405,7 @@ event = "app.never"
         out[0].id, out[1].id,
         "each event of one observation has its own id"
     );
-    assert_eq!(out[0].id, event::derived_id("app", b"x"));
+    assert_eq!(out[0].id, event::derived_id("h1", "app", b"x"));
     assert!(out[0].on_durable.is_none());
     out.pop()
         .and_then(|m| m.on_durable)
@@ -905,4 +905,27 @@ fn resources_and_related_keep_their_checks() {
     );
     assert_eq!(one(&mut m, line("app", r#"{"role":"r"}"#))["event"], "e");
     let _ = (Resource::new("x"), RelatedResource::new("x", "y"));
+}
+
+/// Regression: two agents tailing files with the same content (the same
+/// log on two hosts) made the same ids, and Prefect kept only one agent's
+/// events.
+#[test]
+fn the_same_observation_on_two_agents_gets_two_ids() {
+    let on = |hostname: &str| {
+        let c = config::parse(
+            "t.toml",
+            &HEAD.replace("hostname = \"h1\"", &format!("hostname = \"{hostname}\"")),
+            &no_env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut m = Mapper::new(identity(&c), &c.mappings, None);
+        let mut obs = line("app", "same line");
+        obs.identity = Some(b"fingerprint+offset+hash".to_vec());
+        let mut out = Vec::new();
+        m.map(obs, &mut out).expect("maps");
+        out.remove(0).id
+    };
+    assert_eq!(on("web-1"), on("web-1"), "stable on one agent");
+    assert_ne!(on("web-1"), on("web-2"), "distinct across agents");
 }
