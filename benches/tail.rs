@@ -399,7 +399,7 @@ impl Rng {
     }
 }
 
-/// Writes lines like `/work/shared/tools/bench/gen_lines.py` does (~80%
+/// Writes lines like the shared bench generator (gen_lines.py) does (~80%
 /// nginx combined-format access lines, ~20% JSON application logs, each
 /// with a unique sequence number) up to `size` bytes; returns the count.
 fn generate(path: &PathBuf, size: u64, seed: u64) -> u64 {

@@ -20,6 +20,19 @@ use crate::queue::{Durability, QueueConfig, WhenFull};
 use decode::{ByteSize, ConfigDuration, Decode, Decoder, EnvLookup, Raw, Table};
 pub use decode::{Mistake, Mistakes, Origin};
 
+/// Implements [`Decode`] for a value written as one of a fixed set of
+/// names, with a "did you mean" for a near miss.
+macro_rules! decode_names {
+    ($ty:ty, $expected:literal, [$($name:literal => $value:expr),+ $(,)?]) => {
+        impl Decode for $ty {
+            const EXPECTED: &'static str = $expected;
+            fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+                one_of(dec, raw, &[$(($name, $value)),+])
+            }
+        }
+    };
+}
+
 /// The configuration herald runs with when it finds no file: a heartbeat
 /// and lifecycle events, sent to stdout unless `PREFECT_API_URL` is set.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -482,33 +495,23 @@ enum DurabilityKind {
     Interval,
 }
 
-impl Decode for DurabilityKind {
-    const EXPECTED: &'static str = "\"every_batch\" or \"interval\"";
-    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
-        one_of(
-            dec,
-            raw,
-            &[
-                ("every_batch", DurabilityKind::EveryBatch),
-                ("interval", DurabilityKind::Interval),
-            ],
-        )
-    }
-}
+decode_names!(
+    DurabilityKind,
+    "\"every_batch\" or \"interval\"",
+    [
+        "every_batch" => DurabilityKind::EveryBatch,
+        "interval" => DurabilityKind::Interval,
+    ]
+);
 
-impl Decode for WhenFull {
-    const EXPECTED: &'static str = "\"block\" or \"drop_oldest\"";
-    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
-        one_of(
-            dec,
-            raw,
-            &[
-                ("block", WhenFull::Block),
-                ("drop_oldest", WhenFull::DropOldest),
-            ],
-        )
-    }
-}
+decode_names!(
+    WhenFull,
+    "\"block\" or \"drop_oldest\"",
+    [
+        "block" => WhenFull::Block,
+        "drop_oldest" => WhenFull::DropOldest,
+    ]
+);
 
 fn read_sink(t: Table<'_, '_, '_>) -> Option<SinkConfig> {
     let dec = t.decoder();
@@ -762,41 +765,32 @@ enum Compression {
     Gzip,
 }
 
-impl Decode for Compression {
-    const EXPECTED: &'static str = "\"none\" or \"gzip\"";
-    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
-        one_of(
-            dec,
-            raw,
-            &[("none", Compression::None), ("gzip", Compression::Gzip)],
-        )
-    }
-}
+decode_names!(
+    Compression,
+    "\"none\" or \"gzip\"",
+    [
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+    ]
+);
 
-impl Decode for Transport {
-    const EXPECTED: &'static str = "\"http\" or \"websocket\"";
-    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
-        one_of(
-            dec,
-            raw,
-            &[
-                ("http", Transport::Http),
-                ("websocket", Transport::Websocket),
-            ],
-        )
-    }
-}
+decode_names!(
+    Transport,
+    "\"http\" or \"websocket\"",
+    [
+        "http" => Transport::Http,
+        "websocket" => Transport::Websocket,
+    ]
+);
 
-impl Decode for SinkKind {
-    const EXPECTED: &'static str = "\"http\" or \"stdout\"";
-    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
-        one_of(
-            dec,
-            raw,
-            &[("http", SinkKind::Http), ("stdout", SinkKind::Stdout)],
-        )
-    }
-}
+decode_names!(
+    SinkKind,
+    "\"http\" or \"stdout\"",
+    [
+        "http" => SinkKind::Http,
+        "stdout" => SinkKind::Stdout,
+    ]
+);
 
 /// Reads a string that must be one of a fixed set of names.
 fn one_of<T: Copy>(
