@@ -177,6 +177,8 @@ pub async fn run(
     let context = SourceContext {
         state_dir: data_dir.state_dir(),
         hostname: identity.hostname.clone(),
+        stats: stats.clone(),
+        queue: queue.clone(),
     };
     sources::spawn_all(&config.sources, &context, &emitter, &stop_sources, &tracker);
     tracker.spawn(report_drops(

@@ -22,6 +22,9 @@ pub struct Stats {
     /// Events the endpoint refused for good, kept as dead letters
     /// (`herald_events_dead_lettered_total`).
     pub dead_lettered: AtomicU64,
+    /// Failed attempts in a row at sending the current batch; 0 while
+    /// sending works (`herald_send_retry_attempt`, a gauge).
+    pub retry_attempt: AtomicU64,
     /// Send attempts that failed and will be retried
     /// (`herald_batches_failed_total`).
     pub batches_failed: AtomicU64,
@@ -31,6 +34,11 @@ impl Stats {
     /// Adds to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     /// Reads a counter.

@@ -75,6 +75,7 @@ pub const KINDS: &[KindSchema] = &[
             ("uptime_seconds", Scalar),
             ("interval_seconds", Scalar),
             ("beat", Scalar),
+            ("health", Object),
         ],
     },
     KindSchema {

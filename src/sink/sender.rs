@@ -243,11 +243,16 @@ impl Sender {
                 match judge(sent, part.len()) {
                     Verdict::Delivered => {
                         self.backoff.reset();
+                        Stats::set(&self.stats.retry_attempt, 0);
                         Stats::add(&self.stats.events_sent, part.len() as u64);
                         part.clear();
                     }
                     Verdict::Retry(after) => {
                         Stats::add(&self.stats.batches_failed, 1);
+                        Stats::set(
+                            &self.stats.retry_attempt,
+                            u64::from(self.backoff.attempts()) + 1,
+                        );
                         let delay = after
                             .map(|a| a.min(RETRY_AFTER_MAX))
                             .unwrap_or_else(|| self.backoff.next_delay());
@@ -265,6 +270,7 @@ impl Sender {
                     }
                     Verdict::Unauthorized => {
                         Stats::add(&self.stats.batches_failed, 1);
+                        Stats::add(&self.stats.retry_attempt, 1);
                         let now = Instant::now();
                         if self
                             .last_auth_error

@@ -1,6 +1,10 @@
 //! The heartbeat source: an `agent.heartbeat` observation at start and then
 //! every interval, so that a Prefect automation can say "tell me when an
 //! agent goes silent" (a proactive trigger on the absence of heartbeats).
+//! Each beat also carries the agent's health: the queue's depth and the
+//! oldest queued event's age, what was sent, and whether sending is
+//! failing right now (`retry_attempt` > 0), so an automation can also say
+//! "tell me when an agent falls behind".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +12,50 @@ use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use serde_json::json;
+
 use super::Emitter;
+use crate::metrics::Stats;
 use crate::observation::Observation;
+use crate::queue::Queue;
+
+/// Where a beat reads the agent's health from.
+#[derive(Clone)]
+pub struct Health {
+    /// The pipeline's counters.
+    pub stats: Arc<Stats>,
+    /// The queue, for its depth.
+    pub queue: Queue,
+}
+
+impl Health {
+    fn report(&self) -> serde_json::Value {
+        let queue = self.queue.metrics();
+        json!({
+            "queue": {
+                "depth_events": queue.depth_events,
+                "depth_bytes": queue.depth_bytes,
+                "oldest_age_seconds": queue.oldest_unacked_age.map(|age| age.as_secs()),
+                "dropped_total": queue.dropped_total,
+            },
+            "sink": {
+                "events_sent": Stats::get(&self.stats.events_sent),
+                "failed_attempts": Stats::get(&self.stats.batches_failed),
+                "retry_attempt": Stats::get(&self.stats.retry_attempt),
+                "dead_lettered": Stats::get(&self.stats.dead_lettered),
+            },
+        })
+    }
+}
 
 /// Beats until `cancel` fires or the pipeline closes.
-pub async fn run(name: Arc<str>, interval: Duration, emitter: Emitter, cancel: CancellationToken) {
+pub async fn run(
+    name: Arc<str>,
+    interval: Duration,
+    health: Option<Health>,
+    emitter: Emitter,
+    cancel: CancellationToken,
+) {
     let started = Instant::now();
     let mut ticks = tokio::time::interval(interval);
     // After a stall (a suspended VM, a blocked pipeline) beat once, not in
@@ -26,10 +69,13 @@ pub async fn run(name: Arc<str>, interval: Duration, emitter: Emitter, cancel: C
             _ = ticks.tick() => {}
         }
         beat += 1;
-        let observation = Observation::new(name.clone(), "agent.heartbeat")
+        let mut observation = Observation::new(name.clone(), "agent.heartbeat")
             .with("uptime_seconds", started.elapsed().as_secs())
             .with("interval_seconds", interval.as_secs_f64())
             .with("beat", beat);
+        if let Some(health) = &health {
+            observation = observation.with("health", health.report());
+        }
         let sent = tokio::select! {
             biased;
             () = cancel.cancelled() => return,
@@ -53,6 +99,7 @@ mod tests {
         let task = tokio::spawn(run(
             Arc::from("hb"),
             Duration::from_secs(30),
+            None,
             Emitter::new(tx),
             cancel.clone(),
         ));

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::SourceConfig;
+use crate::metrics::Stats;
 use crate::observation::Observation;
+use crate::queue::Queue;
 
 /// Where a source sends what it sees.
 #[derive(Clone)]
@@ -63,6 +65,10 @@ pub struct SourceContext {
     pub state_dir: PathBuf,
     /// The host name used in resource ids.
     pub hostname: String,
+    /// The pipeline's counters, for the heartbeat to report.
+    pub stats: Arc<Stats>,
+    /// The queue, for the heartbeat to report its depth.
+    pub queue: Queue,
 }
 
 /// Starts every configured source on `tracker`.
@@ -89,7 +95,17 @@ pub fn spawn_all(
             SourceConfig::Heartbeat(config) => {
                 let name: Arc<str> = Arc::from(config.name.as_str());
                 let interval = config.interval;
-                tracker.spawn(heartbeat::run(name, interval, emitter, cancel));
+                let health = heartbeat::Health {
+                    stats: context.stats.clone(),
+                    queue: context.queue.clone(),
+                };
+                tracker.spawn(heartbeat::run(
+                    name,
+                    interval,
+                    Some(health),
+                    emitter,
+                    cancel,
+                ));
             }
         }
     }
