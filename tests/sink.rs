@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Herald, MockEndpoint, Reply, herald, http_date, wait_until, write_config};
+use support::{
+    MockEndpoint, Reply, dead_letters, herald, http_date, run_agent as run, stop_agent as stop,
+    wait_until, write_config,
+};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -47,41 +50,10 @@ interval = "100ms"
     )
 }
 
-fn run(dir: &Path, config: &Path) -> Herald {
-    herald()
-        .args(["run", "--config"])
-        .arg(config)
-        .env("HERALD_AGENT_DATA_DIR", dir.join("data"))
-        .spawn()
-}
-
-fn stop(mut agent: Herald) -> Herald {
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(LIMIT).code(),
-        Some(0),
-        "{}",
-        agent.describe()
-    );
-    agent
-}
-
 fn ids(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .map(|e| e["id"].as_str().expect("id").to_owned())
-        .collect()
-}
-
-fn dead_letters(dir: &Path) -> Vec<Value> {
-    let run = herald()
-        .args(["dead-letter", "list", "--json", "--data-dir"])
-        .arg(dir.join("data"))
-        .run(LIMIT);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr_text());
-    run.stdout
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
 

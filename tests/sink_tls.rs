@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::tls::{ClientAuth, Pki, TlsEndpoint};
-use support::{Herald, herald, write_config};
+use support::{dead_letters, herald, run_agent as run, stop_agent as stop, write_config};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -44,34 +44,6 @@ batch_timeout = "50ms"
 /// A TOML string holding a path.
 fn toml_path(path: &Path) -> String {
     Value::String(path.display().to_string()).to_string()
-}
-
-fn run(dir: &Path, config: &Path) -> Herald {
-    herald()
-        .args(["run", "--config"])
-        .arg(config)
-        .env("HERALD_AGENT_DATA_DIR", dir.join("data"))
-        .spawn()
-}
-
-fn stop(mut agent: Herald) -> Herald {
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(LIMIT).code(),
-        Some(0),
-        "{}",
-        agent.describe()
-    );
-    agent
-}
-
-fn dead_letters(dir: &Path) -> Vec<String> {
-    let run = herald()
-        .args(["dead-letter", "list", "--json", "--data-dir"])
-        .arg(dir.join("data"))
-        .run(LIMIT);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr_text());
-    run.stdout
 }
 
 /// The 1-based number of the first line of `path` starting with `prefix`.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::tls::{ClientAuth, Pki};
 use support::ws::{DropRule, WsAuth, WsEndpoint};
-use support::{Herald, herald, wait_until, write_config};
+use support::{Herald, dead_letters, herald, wait_until, write_config};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -82,18 +82,6 @@ fn left_queued(agent: &Herald) -> Option<String> {
         .find(|l| l.contains("AgentStopped"))
         .and_then(|l| l.split("left_queued=").nth(1))
         .map(|n| n.split_whitespace().next().unwrap_or_default().to_owned())
-}
-
-fn dead_letters(dir: &Path) -> Vec<Value> {
-    let run = herald()
-        .args(["dead-letter", "list", "--json", "--data-dir"])
-        .arg(dir.join("data"))
-        .run(LIMIT);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr_text());
-    run.stdout
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 fn id(event: &Value) -> String {

@@ -54,3 +54,44 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     }
     path
 }
+
+/// How long the agent helpers below wait for herald.
+const AGENT_WAIT: Duration = Duration::from_secs(30);
+
+/// Starts `herald run --config CONFIG` with its data_dir at `dir/data`.
+pub fn run_agent(dir: &Path, config: &Path) -> Herald {
+    herald()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("HERALD_AGENT_DATA_DIR", dir.join("data"))
+        .spawn()
+}
+
+/// Stops herald with SIGTERM, asserts it exits 0, and hands it back for
+/// its output.
+///
+/// # Panics
+/// When herald does not exit 0 in time.
+pub fn stop_agent(mut agent: Herald) -> Herald {
+    agent.sigterm();
+    let status = agent.wait_exit(AGENT_WAIT);
+    assert_eq!(status.code(), Some(0), "{}", agent.describe());
+    agent
+}
+
+/// The dead letters kept in `dir/data`, as `herald dead-letter list --json`
+/// prints them.
+///
+/// # Panics
+/// When the command fails or prints something that is not JSON.
+pub fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
+    let run = herald()
+        .args(["dead-letter", "list", "--json", "--data-dir"])
+        .arg(dir.join("data"))
+        .run(AGENT_WAIT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr_text());
+    run.stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
