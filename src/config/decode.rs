@@ -402,6 +402,32 @@ macro_rules! decode_unsigned {
 }
 decode_unsigned!(u32, u64, usize);
 
+impl Decode for f64 {
+    const EXPECTED: &'static str = "a number";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        let parsed = match raw {
+            Raw::File(value) => match value.get_ref() {
+                DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+                DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
+                    .ok()
+                    .map(|n| n as f64),
+                other => {
+                    type_mistake(dec, raw, Self::EXPECTED, other.type_str());
+                    return None;
+                }
+            },
+            Raw::Env(_, text) => text.trim().replace('_', "").parse::<f64>().ok(),
+        };
+        match parsed {
+            Some(n) if n.is_finite() => Some(n),
+            _ => {
+                value_mistake(dec, raw, "not a finite number", None);
+                None
+            }
+        }
+    }
+}
+
 /// A span of time written as `"250ms"`, `"10s"`, `"5m"`, `"1h30m"` or `"2d"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigDuration(pub Duration);

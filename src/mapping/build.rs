@@ -19,9 +19,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::fields::{FieldRef, Root, Scope, Val};
+use super::fields::{FieldRef, Known, Root, Scope, Val};
 use super::follows::Follows;
 use super::json;
+use super::kinds::{self, ResourceSpec};
 use super::rule::{EpochUnit, FieldSelection, Occurred, PayloadValue, Rule, TimeFormat};
 use super::template::Template;
 use super::time;
@@ -44,25 +45,47 @@ pub(crate) enum Failure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flavor {
     /// `line`: `herald.log.line` on the file's resource.
-    Line = 0,
+    Line,
     /// `file.*` (created, rotated, deleted, ...): `herald.<kind>` on the
     /// file's resource.
-    File = 1,
+    File,
+    /// A kind with its own [`ResourceSpec`] (a process, a mount, a probe):
+    /// `herald.<kind>` on that resource; the index of the spec in
+    /// [`kinds::resource_specs`].
+    Resource(usize),
     /// Everything else: `herald.<kind>` on the agent's resource.
-    Other = 2,
+    Other,
 }
 
 impl Flavor {
-    /// Every flavor, by index.
-    pub const ALL: [Flavor; 3] = [Flavor::Line, Flavor::File, Flavor::Other];
+    /// Where this flavor's plans are kept: 0, 1, 2, then one per spec.
+    pub fn index(self) -> usize {
+        match self {
+            Flavor::Line => 0,
+            Flavor::File => 1,
+            Flavor::Other => 2,
+            Flavor::Resource(i) => 3 + i,
+        }
+    }
 
-    pub fn of(kind: &str) -> Flavor {
+    /// Every flavor, in index order, for `specs` resource specs.
+    pub fn all(specs: usize) -> impl Iterator<Item = Flavor> {
+        [Flavor::Line, Flavor::File, Flavor::Other]
+            .into_iter()
+            .chain((0..specs).map(Flavor::Resource))
+    }
+
+    /// The flavor of `kind`, with `specs` from [`kinds::resource_specs`].
+    pub fn of(kind: &str, specs: &[&'static ResourceSpec]) -> Flavor {
         if kind == "line" {
             Flavor::Line
         } else if kind.starts_with("file.") {
             Flavor::File
         } else {
-            Flavor::Other
+            kinds::schema(kind)
+                .and_then(|k| k.resource)
+                .and_then(|spec| specs.iter().position(|s| std::ptr::eq(*s, spec)))
+                .map_or(Flavor::Other, Flavor::Resource)
         }
     }
 }
@@ -85,6 +108,8 @@ enum Label {
         json: Box<[u8]>,
     },
     Template(Template),
+    /// Left out of the resource when a field it names is missing.
+    Optional(Template),
 }
 
 /// A resource's labels, sorted by key, each key already written as
@@ -96,6 +121,9 @@ struct Labels {
     id: usize,
     /// Which label is `prefect.resource.role`, for related resources.
     role: Option<usize>,
+    /// A related resource left out, rather than failing the event, when a
+    /// value of its labels is missing.
+    optional: bool,
 }
 
 impl Labels {
@@ -114,7 +142,12 @@ impl Labels {
                 (key.into_boxed_slice(), v)
             })
             .collect();
-        Labels { labels, id, role }
+        Labels {
+            labels,
+            id,
+            role,
+            optional: false,
+        }
     }
 }
 
@@ -173,6 +206,8 @@ pub(crate) struct Base<'a> {
     pub identity: &'a Identity,
     /// `[agent.labels]`, added to every resource.
     pub labels: &'a BTreeMap<String, String>,
+    /// The kinds' own resources, by [`Flavor::Resource`] index.
+    pub specs: &'a [&'static ResourceSpec],
 }
 
 impl Base<'_> {
@@ -269,6 +304,10 @@ impl Base<'_> {
                 },
                 follows: true,
             },
+            Flavor::Resource(i) => match self.specs.get(i).and_then(|s| self.spec_plan(s)) {
+                Some(plan) => plan,
+                None => self.default_plan(Flavor::Other),
+            },
             Flavor::Other => Plan {
                 name: Name::KindPrefixed,
                 occurred: None,
@@ -283,6 +322,69 @@ impl Base<'_> {
                 follows: true,
             },
         }
+    }
+
+    /// The labels of a kind's own resource and its related resources;
+    /// `None` when a template of the spec does not resolve (a defect the
+    /// kinds' tests catch).
+    fn spec_resource(
+        &self,
+        spec: &'static ResourceSpec,
+    ) -> Option<(BTreeMap<String, Label>, Vec<Labels>)> {
+        let kinds = kinds::kinds_of(spec);
+        let known = Known {
+            kinds: &kinds,
+            captures: &[],
+        };
+        let template = |text: &str| -> Option<Template> {
+            let mut t = Template::parse(text).ok()?;
+            t.resolve(&known).ok()?;
+            Some(t)
+        };
+        let mut resource = self.static_labels();
+        resource.insert(RESOURCE_ID.into(), Label::Template(template(spec.id)?));
+        resource.insert(RESOURCE_NAME.into(), Label::Optional(template(spec.name)?));
+        for (key, text) in spec.labels {
+            resource.insert((*key).into(), Label::Optional(template(text)?));
+        }
+        let mut related = Vec::with_capacity(spec.related.len());
+        for r in spec.related {
+            let mut labels = BTreeMap::new();
+            labels.insert(RESOURCE_ID.into(), Label::Template(template(r.id)?));
+            labels.insert(RESOURCE_ROLE.into(), static_label(r.role));
+            for (key, text) in r.labels {
+                labels.insert((*key).into(), Label::Optional(template(text)?));
+            }
+            let mut labels = Labels::new(labels);
+            labels.optional = true;
+            related.push(labels);
+        }
+        Some((resource, related))
+    }
+
+    /// The built-in plan of a kind's own resource.
+    fn spec_plan(&self, spec: &'static ResourceSpec) -> Option<Plan> {
+        let (resource, related) = self.spec_resource(spec)?;
+        Some(Plan {
+            name: Name::KindPrefixed,
+            occurred: None,
+            resource: Labels::new(resource),
+            related,
+            builtin_related: self.builtin_related(true),
+            payload: Payload {
+                entries: Vec::new(),
+                fields: FieldSelection::All,
+                spread: None,
+            },
+            follows: true,
+        })
+    }
+
+    fn static_labels(&self) -> BTreeMap<String, Label> {
+        self.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), static_label(v)))
+            .collect()
     }
 
     /// A rule's plan for a flavor: its outputs over the flavor's default.
@@ -305,6 +407,11 @@ impl Base<'_> {
             }
             None => match flavor {
                 Flavor::Line | Flavor::File => self.file_resource(),
+                Flavor::Resource(i) => self
+                    .specs
+                    .get(i)
+                    .and_then(|spec| self.spec_resource(spec))
+                    .map_or_else(|| self.agent_resource(), |(labels, _)| labels),
                 Flavor::Other => self.agent_resource(),
             },
         };
@@ -312,6 +419,9 @@ impl Base<'_> {
             resource.insert(key.clone(), Label::Template(template.clone()));
         }
         plan.resource = Labels::new(resource);
+        // A kind's own related resources (a process's container) stay with
+        // its own resource.
+        let kind_related = std::mem::take(&mut plan.related);
         plan.related = rule
             .related
             .iter()
@@ -326,6 +436,9 @@ impl Base<'_> {
                 Labels::new(labels)
             })
             .collect();
+        if !own_resource && rule.builtin_related {
+            plan.related.extend(kind_related);
+        }
         plan.builtin_related = if !rule.builtin_related {
             Box::new([])
         } else {
@@ -405,14 +518,22 @@ impl Plan {
         out.extend_from_slice(b",\"resource\":");
         write_labels(&self.resource, b, out, None)?;
         out.extend_from_slice(b",\"related\":[");
-        for (i, related) in self.related.iter().enumerate() {
-            if i > 0 {
+        let mut written = 0;
+        for related in &self.related {
+            let mark = out.len();
+            if written > 0 {
                 out.push(b',');
             }
-            write_labels(related, b, out, Some(i))?;
+            match write_labels(related, b, out, Some(written)) {
+                Ok(()) => written += 1,
+                // A related resource whose values this observation lacks
+                // (a process outside any container) is left out.
+                Err(Failure::Missing(_)) if related.optional => out.truncate(mark),
+                Err(failure) => return Err(failure),
+            }
         }
         if !self.builtin_related.is_empty() {
-            if !self.related.is_empty() {
+            if written > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(&self.builtin_related);
@@ -502,45 +623,59 @@ fn write_labels(
     related: Option<usize>,
 ) -> Result<(), Failure> {
     out.push(b'{');
+    let mut written = 0;
     for (i, (key, label)) in labels.labels.iter().enumerate() {
-        if i > 0 {
+        let mark = out.len();
+        if written > 0 {
             out.push(b',');
         }
+        written += 1;
         out.extend_from_slice(key);
         let is_id = i == labels.id;
         let must_have = is_id || labels.role == Some(i);
-        match label {
+        let template = match label {
             Label::Static { text, json } => {
                 out.extend_from_slice(json);
                 if is_id && related.is_none() {
                     b.scratch.resource_id.clear();
                     b.scratch.resource_id.push_str(text);
                 }
+                continue;
             }
-            Label::Template(t) => {
-                let text = t
-                    .render(b.scope, &mut b.scratch.text)
-                    .ok_or(Failure::Missing("label"))?;
-                if must_have && text.trim().is_empty() {
-                    return Err(Failure::Invalid(match (is_id, related) {
-                        (true, None) => EventError::MissingResourceId {
-                            part: Part::Resource,
-                        },
-                        (true, Some(index)) => EventError::MissingResourceId {
-                            part: Part::Related(index),
-                        },
-                        (false, index) => EventError::MissingRole {
-                            index: index.unwrap_or_default(),
-                            id: String::new(),
-                        },
-                    }));
+            Label::Optional(t) => match t.render(b.scope, &mut b.scratch.text) {
+                Some(text) => {
+                    json::write_str(out, text);
+                    continue;
                 }
-                json::write_str(out, text);
-                if is_id && related.is_none() {
-                    b.scratch.resource_id.clear();
-                    b.scratch.resource_id.push_str(text);
+                None => {
+                    out.truncate(mark);
+                    written -= 1;
+                    continue;
                 }
-            }
+            },
+            Label::Template(t) => t,
+        };
+        let text = template
+            .render(b.scope, &mut b.scratch.text)
+            .ok_or(Failure::Missing("label"))?;
+        if must_have && text.trim().is_empty() {
+            return Err(Failure::Invalid(match (is_id, related) {
+                (true, None) => EventError::MissingResourceId {
+                    part: Part::Resource,
+                },
+                (true, Some(index)) => EventError::MissingResourceId {
+                    part: Part::Related(index),
+                },
+                (false, index) => EventError::MissingRole {
+                    index: index.unwrap_or_default(),
+                    id: String::new(),
+                },
+            }));
+        }
+        json::write_str(out, text);
+        if is_id && related.is_none() {
+            b.scratch.resource_id.clear();
+            b.scratch.resource_id.push_str(text);
         }
     }
     out.push(b'}');

@@ -26,6 +26,37 @@ pub struct KindSchema {
     /// Its fields. A field may be absent from one observation (for example
     /// `truncated`); templates then fall back to their `default`.
     pub fields: &'static [(&'static str, FieldType)],
+    /// The resource the built-in default puts its event on; `None`: the
+    /// agent's (or, for `line` and `file.*`, the file's).
+    pub resource: Option<&'static ResourceSpec>,
+}
+
+/// A kind's own resource, for the built-in default mapping: templates over
+/// the kind's fields and `{hostname}` (see `template.rs`). Kinds that share
+/// a resource (`process.started`, `process.exited`) share one spec.
+#[derive(Debug)]
+pub struct ResourceSpec {
+    /// `prefect.resource.id`, e.g. `"herald.process.{hostname}.{pid}"`.
+    pub id: &'static str,
+    /// `prefect.resource.name`.
+    pub name: &'static str,
+    /// Further labels, (key, template). A label whose template names a
+    /// field the observation lacks is left out.
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Related resources besides the host, agent and pod that every event
+    /// gets; each is left out when a field it names is missing.
+    pub related: &'static [RelatedSpec],
+}
+
+/// A related resource of a [`ResourceSpec`].
+#[derive(Debug)]
+pub struct RelatedSpec {
+    /// `prefect.resource.role`.
+    pub role: &'static str,
+    /// `prefect.resource.id`, a template.
+    pub id: &'static str,
+    /// Further labels, (key, template).
+    pub labels: &'static [(&'static str, &'static str)],
 }
 
 use FieldType::{Object, Scalar};
@@ -44,6 +75,7 @@ pub const KINDS: &[KindSchema] = &[
             ("json", Object),
             ("truncated", Scalar),
         ],
+        resource: None,
     },
     file_kind("file.created"),
     file_kind("file.modified"),
@@ -59,6 +91,7 @@ pub const KINDS: &[KindSchema] = &[
             ("config", Scalar),
             ("pid", Scalar),
         ],
+        resource: None,
     },
     KindSchema {
         kind: "agent.stopped",
@@ -68,6 +101,7 @@ pub const KINDS: &[KindSchema] = &[
             ("reason", Scalar),
             ("uptime_seconds", Scalar),
         ],
+        resource: None,
     },
     KindSchema {
         kind: "agent.heartbeat",
@@ -77,12 +111,14 @@ pub const KINDS: &[KindSchema] = &[
             ("beat", Scalar),
             ("health", Object),
         ],
+        resource: None,
     },
     KindSchema {
         // What the mapper's own rate limits held back (see
         // `Mapper::suppressed_observation`).
         kind: "agent.suppressed",
         fields: &[("rules", Object), ("total", Scalar)],
+        resource: None,
     },
 ];
 
@@ -99,6 +135,7 @@ const fn file_kind(kind: &'static str) -> KindSchema {
             ("mode", Scalar),
             ("from", Scalar),
         ],
+        resource: None,
     }
 }
 
@@ -109,6 +146,26 @@ pub const BUILTIN_FIELDS: &[&str] = &["source", "kind", "hostname"];
 /// The schema of one kind.
 pub fn schema(kind: &str) -> Option<&'static KindSchema> {
     KINDS.iter().find(|k| k.kind == kind)
+}
+
+/// Every distinct resource spec, in the order of [`KINDS`]: the mapper
+/// builds one default plan per spec.
+pub fn resource_specs() -> Vec<&'static ResourceSpec> {
+    let mut specs: Vec<&'static ResourceSpec> = Vec::new();
+    for spec in KINDS.iter().filter_map(|k| k.resource) {
+        if !specs.iter().any(|s| std::ptr::eq(*s, spec)) {
+            specs.push(spec);
+        }
+    }
+    specs
+}
+
+/// The kinds that put their events on `spec`.
+pub fn kinds_of(spec: &'static ResourceSpec) -> Vec<&'static KindSchema> {
+    KINDS
+        .iter()
+        .filter(|k| k.resource.is_some_and(|r| std::ptr::eq(r, spec)))
+        .collect()
 }
 
 /// Every known kind's name, for hints.
@@ -134,5 +191,32 @@ mod tests {
         }
         assert!(schema("line").is_some());
         assert!(schema("nope").is_none());
+    }
+
+    #[test]
+    fn every_resource_spec_resolves_against_its_kinds() {
+        use super::super::fields::Known;
+        use super::super::template::Template;
+        for spec in resource_specs() {
+            let kinds = kinds_of(spec);
+            let known = Known {
+                kinds: &kinds,
+                captures: &[],
+            };
+            let mut texts = vec![spec.id, spec.name];
+            texts.extend(spec.labels.iter().map(|(_, t)| *t));
+            for r in spec.related {
+                texts.push(r.id);
+                texts.extend(r.labels.iter().map(|(_, t)| *t));
+            }
+            for text in texts {
+                let mut template = Template::parse(text)
+                    .unwrap_or_else(|e| panic!("{}: {text:?}: {e:?}", spec.id));
+                if let Err(e) = template.resolve(&known) {
+                    panic!("{}: {text:?}: {e:?}", spec.id);
+                }
+            }
+            assert!(spec.id.starts_with("herald."), "{}", spec.id);
+        }
     }
 }

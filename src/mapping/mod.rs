@@ -138,8 +138,8 @@ pub struct MapStats {
 /// A rule with what the mapper needs to run it.
 struct Compiled {
     rule: Rule,
-    /// Its plan for each [`Flavor`] of kind.
-    plans: [Plan; 3],
+    /// Its plan for each [`Flavor`] of kind, by [`Flavor::index`].
+    plans: Vec<Plan>,
     limiter: Limiter,
     regexes: Vec<RegexState>,
     /// (local regex, prefilter set, pattern) for each top-level regex the
@@ -166,6 +166,7 @@ struct PrefilterSet {
 struct Route {
     source: Arc<str>,
     kind: Box<str>,
+    flavor: Flavor,
     rules: Box<[usize]>,
 }
 
@@ -176,7 +177,10 @@ const ROUTES: usize = 64;
 pub struct Mapper {
     hostname: Box<str>,
     rules: Vec<Compiled>,
-    defaults: [Plan; 3],
+    /// The built-in plan of each [`Flavor`], by [`Flavor::index`].
+    defaults: Vec<Plan>,
+    /// The kinds' own resources, by [`Flavor::Resource`] index.
+    specs: Vec<&'static kinds::ResourceSpec>,
     sets: Vec<PrefilterSet>,
     routes: Vec<Route>,
     follows: Follows,
@@ -195,16 +199,22 @@ impl Mapper {
     /// with its `follows` chains kept under `state_dir` (in memory only
     /// when `None`).
     pub fn new(identity: Identity, config: &MappingConfig, state_dir: Option<&Path>) -> Mapper {
+        let specs = kinds::resource_specs();
         let base = Base {
             identity: &identity,
             labels: &config.labels,
+            specs: &specs,
         };
-        let defaults = Flavor::ALL.map(|f| base.default_plan(f));
+        let defaults = Flavor::all(specs.len())
+            .map(|f| base.default_plan(f))
+            .collect();
         let mut rules: Vec<Compiled> = config
             .rules
             .iter()
             .map(|rule| Compiled {
-                plans: Flavor::ALL.map(|f| base.rule_plan(rule, f)),
+                plans: Flavor::all(specs.len())
+                    .map(|f| base.rule_plan(rule, f))
+                    .collect(),
                 limiter: Limiter::new(rule.sample, rule.max_per_second),
                 regexes: Vec::new(),
                 prefiltered: Vec::new(),
@@ -228,6 +238,7 @@ impl Mapper {
             hostname: identity.hostname.as_str().into(),
             rules,
             defaults,
+            specs,
             sets,
             routes: Vec::new(),
             follows: Follows::load(state_dir),
@@ -277,7 +288,7 @@ impl Mapper {
         for set in &mut self.sets {
             set.done = false;
         }
-        let flavor = Flavor::of(&obs.kind);
+        let flavor = self.routes[route].flavor;
         let mut made = 0usize;
         let rule_count = self.routes[route].rules.len();
         for position in 0..rule_count {
@@ -326,7 +337,7 @@ impl Mapper {
                 occurred_failures: &mut self.stats.occurred_failures,
             };
             let mut bytes = Vec::with_capacity(compiled.size_hint);
-            match compiled.plans[flavor as usize].write(&mut build, &mut bytes) {
+            match compiled.plans[flavor.index()].write(&mut build, &mut bytes) {
                 Ok(()) => {
                     compiled.size_hint = bytes.len() + 64;
                     out.push(Mapped {
@@ -380,11 +391,12 @@ impl Mapper {
             occurred_failures: &mut self.stats.occurred_failures,
         };
         let mut bytes = Vec::with_capacity(self.size_hint);
-        let mut result = self.defaults[flavor as usize].write(&mut build, &mut bytes);
+        let mut result = self.defaults[flavor.index()].write(&mut build, &mut bytes);
         if matches!(result, Err(Failure::Missing(_))) && flavor != Flavor::Other {
-            // A line or file event without a path has no file resource: it
-            // is the agent's, like any other kind.
-            result = self.defaults[Flavor::Other as usize].write(&mut build, &mut bytes);
+            // A line or file event without a path (a process event without
+            // a pid) has no resource of its own: it is the agent's, like
+            // any other kind.
+            result = self.defaults[Flavor::Other.index()].write(&mut build, &mut bytes);
         }
         match result {
             Ok(()) => {
@@ -435,6 +447,7 @@ impl Mapper {
         self.routes.push(Route {
             source: obs.source.clone(),
             kind: obs.kind.as_ref().into(),
+            flavor: Flavor::of(&obs.kind, &self.specs),
             rules,
         });
         self.routes.len() - 1

@@ -6,6 +6,8 @@
 
 pub mod file;
 pub mod heartbeat;
+pub mod known_state;
+pub mod threshold;
 
 use std::path::PathBuf;
 use std::sync::Arc;
