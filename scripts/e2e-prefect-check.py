@@ -21,6 +21,13 @@ With --app-resource ID and --app-lines LINE..., the running phase also waits
 for the e2e.app.line events of a tailed file mapped onto resource ID: one per
 line, with the mapping's labels, the host as a related resource, and each
 event's `follows` naming the event of the line before it.
+
+With --state-sources, the running phase also waits for the state sources'
+built-in events: herald.host.booted on the host's own resource (not related
+to itself), herald.probe.up on herald.probe.<hostname>.<--probe> and
+herald.process.started on herald.process.<hostname>.<--process-pid> with the
+process's labels. Phase `exited` waits for that process's
+herald.process.exited.
 """
 
 from __future__ import annotations
@@ -110,6 +117,44 @@ def check_app_lines(checks: "Checks", app: list[dict], lines: list[str], resourc
     )
 
 
+def check_state_sources(checks: "Checks", mine: list[dict], on, host: str, probe_id: str, process_id: str, args) -> None:
+    """The host, probe and process sources' built-in events."""
+    booted = on(mine, "herald.host.booted", host)
+    checks.check(len(booted) == 1, f"one herald.host.booted read back on {host} (got {len(booted)})")
+    if booted:
+        e = booted[0]
+        checks.check(
+            bool((e.get("resource") or {}).get("herald.host.boot-id"))
+            and not has_host(e, host)
+            and (e.get("payload") or {}).get("boot_id") == (e.get("resource") or {}).get("herald.host.boot-id"),
+            "herald.host.booted carries the boot id on the host's resource, which is not related to itself",
+        )
+    up = on(mine, "herald.probe.up", probe_id)
+    checks.check(len(up) == 1, f"one herald.probe.up read back on {probe_id} (got {len(up)})")
+    if up:
+        e = up[0]
+        checks.check(
+            (e.get("resource") or {}).get("herald.probe.type") == "http"
+            and isinstance((e.get("payload") or {}).get("latency_ms"), (int, float))
+            and has_host(e, host),
+            "herald.probe.up names the probe type, its latency and the host"
+            f" (resource {json.dumps(e.get('resource'), sort_keys=True)})",
+        )
+    started = on(mine, "herald.process.started", process_id)
+    checks.check(len(started) == 1, f"one herald.process.started read back on {process_id} (got {len(started)})")
+    if started:
+        r = started[0].get("resource") or {}
+        checks.check(
+            r.get("herald.process.pid") == str(args.process_pid)
+            and r.get("herald.process.name") == args.process_name
+            and r.get("prefect.resource.name") == args.process_name
+            and bool(r.get("herald.process.start-time"))
+            and has_host(started[0], host),
+            "herald.process.started carries the process's labels and names the host"
+            f" (resource {json.dumps(r, sort_keys=True)})",
+        )
+
+
 def alive(pid: int | None) -> bool:
     if pid is None:
         return True
@@ -146,13 +191,17 @@ def has_host(event: dict, host_id: str) -> bool:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--api", required=True, help="e.g. http://127.0.0.1:4201/api")
-    p.add_argument("--phase", choices=["running", "stopped"], required=True)
+    p.add_argument("--phase", choices=["running", "exited", "stopped"], required=True)
     p.add_argument("--hostname", required=True, help="the agent's [agent] hostname")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--pid", type=int, help="stop polling early if this process is gone")
     p.add_argument("--sent", type=int, help="stopped phase: how many events herald sent")
     p.add_argument("--app-resource", help="running phase: the resource of the mapped file lines")
     p.add_argument("--app-lines", nargs="*", default=[], help="the lines written to the file")
+    p.add_argument("--state-sources", action="store_true", help="check host, probe and process events")
+    p.add_argument("--probe", help="the probe source's name")
+    p.add_argument("--process-pid", type=int, help="the pid of the watched process")
+    p.add_argument("--process-name", help="the watched process's name (comm)")
     args = p.parse_args()
 
     api = args.api.rstrip("/")
@@ -167,6 +216,19 @@ def main() -> int:
         ]
 
     app: list[dict] = []
+    probe_id = f"herald.probe.{args.hostname}.{args.probe}"
+    process_id = f"herald.process.{args.hostname}.{args.process_pid}"
+
+    def on(mine: list[dict], name: str, resource: str) -> list[dict]:
+        return [e for e in named(mine, name) if (e.get("resource") or {}).get("prefect.resource.id") == resource]
+
+    def state_ready(mine: list[dict]) -> bool:
+        return (
+            not args.state_sources
+            or bool(on(mine, "herald.host.booted", host))
+            and bool(on(mine, "herald.probe.up", probe_id))
+            and bool(on(mine, "herald.process.started", process_id))
+        )
 
     def ready(mine: list[dict]) -> bool:
         if args.phase == "running":
@@ -174,7 +236,10 @@ def main() -> int:
                 len(named(mine, "herald.agent.started")) >= 1
                 and len(named(mine, "herald.agent.heartbeat")) >= 2
                 and len(app) >= len(args.app_lines)
+                and state_ready(mine)
             )
+        if args.phase == "exited":
+            return bool(on(mine, "herald.process.exited", process_id))
         return len(named(mine, "herald.agent.stopped")) >= 1 and (
             args.sent is None or len(mine) >= args.sent
         )
@@ -239,6 +304,18 @@ def main() -> int:
         checks.check(bool(ids) and len(ids) == len(set(ids)), f"all {len(ids)} event ids are unique")
         if args.app_resource:
             check_app_lines(checks, app, args.app_lines, args.app_resource, host)
+        if args.state_sources:
+            check_state_sources(checks, mine, on, host, probe_id, process_id, args)
+    elif args.phase == "exited":
+        exited = on(mine, "herald.process.exited", process_id)
+        checks.check(len(exited) == 1, f"one herald.process.exited read back on {process_id} (got {len(exited)})")
+        if exited:
+            payload = exited[0].get("payload") or {}
+            checks.check(
+                payload.get("pid") == args.process_pid and "exit_status_known" in payload,
+                "herald.process.exited says which process and whether its exit status is known"
+                f" (payload {json.dumps(payload, sort_keys=True)})",
+            )
     else:
         stopped = named(mine, "herald.agent.stopped")
         checks.check(len(stopped) >= 1, f"herald.agent.stopped read back on {agent} (got {len(stopped)})")

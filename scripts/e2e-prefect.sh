@@ -7,7 +7,9 @@
 # `herald.agent.stopped` event and, by count, every event it sent. It does
 # this twice: with `transport = "http"` (POST /events) and with
 # `transport = "websocket"` (/events/in and its auth frame), each agent
-# under its own hostname. Prints `ok - ...` / `not ok - ...` per check
+# under its own hostname. Each agent also runs the host, probe (Prefect's own
+# /health) and process (a sleep started here, then stopped) sources, whose
+# built-in events are read back too. Prints `ok - ...` / `not ok - ...` per check
 # and, as its last line, `N passed, M failed`; exits non-zero if any failed.
 #
 # Environment (all optional):
@@ -38,6 +40,7 @@ finished=0
 TMP=""
 SERVER_PID=""
 HERALD_PID=""
+SLEEPER_PID=""
 
 log() { echo "# $*" >&2; }
 ok() {
@@ -81,7 +84,15 @@ stop_server() {
   SERVER_PID=""
 }
 
+stop_sleeper() {
+  [ -n "$SLEEPER_PID" ] || return 0
+  kill -TERM "$SLEEPER_PID" 2>/dev/null || true
+  wait "$SLEEPER_PID" 2>/dev/null || true
+  SLEEPER_PID=""
+}
+
 cleanup() {
+  stop_sleeper
   stop_herald
   stop_server
   if [ -n "$TMP" ] && [ -d "$TMP" ]; then
@@ -253,6 +264,20 @@ name = "app"
 paths = ["$TMP/logs-$2/*.log"]
 start_at = "beginning"
 
+[[sources.host]]
+name = "host"
+
+[[sources.probe]]
+name = "prefect-api"
+http = "$API/health"
+interval = "1s"
+
+[[sources.process]]
+name = "sleepers"
+interval = "500ms"
+[sources.process.match]
+cmdline = '^hsleep-$2 '
+
 [[mappings]]
 name = "app-lines"
 source = "app"
@@ -324,6 +349,10 @@ read_back() {
 # it, then reads back its stop event and, by count, every event it sent.
 run_agent() {
   local config="$1" hostname="$2" transport="$3" sink="$4" rc sent deadline
+  # The process the process source watches: a sleep whose command line
+  # starts with a name of its own (argv[0]; its comm stays "sleep").
+  (exec -a "hsleep-$hostname" sleep 3600) </dev/null >/dev/null 2>&1 &
+  SLEEPER_PID=$!
   log "starting herald run ($transport)"
   (
     cd "$TMP"
@@ -332,7 +361,12 @@ run_agent() {
   HERALD_PID=$!
 
   read_back "$hostname" --phase running --pid "$HERALD_PID" \
-    --app-resource "e2e.app.$hostname" --app-lines "${APP_LINES[@]}"
+    --app-resource "e2e.app.$hostname" --app-lines "${APP_LINES[@]}" \
+    --state-sources --probe prefect-api --process-pid "$SLEEPER_PID" --process-name sleep
+
+  stop_sleeper_pid="$SLEEPER_PID"
+  stop_sleeper
+  read_back "$hostname" --phase exited --process-pid "$stop_sleeper_pid"
 
   if kill -0 "$HERALD_PID" 2>/dev/null; then
     ok "herald run ($transport) is still running after its events were read back"

@@ -191,6 +191,14 @@ pub enum SourceConfig {
     Heartbeat(HeartbeatConfig),
     /// `[[sources.file]]`.
     File(crate::sources::file::FileConfig),
+    /// `[[sources.host]]`.
+    Host(crate::sources::host::HostConfig),
+    /// `[[sources.process]]`.
+    Process(crate::sources::process::ProcessConfig),
+    /// `[[sources.probe]]`.
+    Probe(crate::sources::probe::ProbeConfig),
+    /// `[[sources.systemd]]`.
+    Systemd(crate::sources::systemd::SystemdConfig),
 }
 
 impl SourceConfig {
@@ -199,6 +207,10 @@ impl SourceConfig {
         match self {
             SourceConfig::Heartbeat(h) => &h.name,
             SourceConfig::File(f) => &f.name,
+            SourceConfig::Host(h) => &h.name,
+            SourceConfig::Process(p) => &p.name,
+            SourceConfig::Probe(p) => &p.name,
+            SourceConfig::Systemd(s) => &s.name,
         }
     }
 }
@@ -900,6 +912,34 @@ fn read_sources(t: Table<'_, '_, '_>) -> Vec<SourceConfig> {
         }
         crate::sources::file::config::read(f, name).map(SourceConfig::File)
     }));
+    sources.extend(t.array_of_tables("host", "[[sources.host]]", |h| {
+        let name = h.required::<String>("name");
+        if let Some(name) = &name {
+            claim(name);
+        }
+        crate::sources::host::config::read(h, name).map(SourceConfig::Host)
+    }));
+    sources.extend(t.array_of_tables("process", "[[sources.process]]", |p| {
+        let name = p.required::<String>("name");
+        if let Some(name) = &name {
+            claim(name);
+        }
+        crate::sources::process::config::read(p, name).map(SourceConfig::Process)
+    }));
+    sources.extend(t.array_of_tables("probe", "[[sources.probe]]", |p| {
+        let name = p.required::<String>("name");
+        if let Some(name) = &name {
+            claim(name);
+        }
+        crate::sources::probe::read(p, name).map(SourceConfig::Probe)
+    }));
+    sources.extend(t.array_of_tables("systemd", "[[sources.systemd]]", |s| {
+        let name = s.required::<String>("name");
+        if let Some(name) = &name {
+            claim(name);
+        }
+        crate::sources::systemd::read(s, name).map(SourceConfig::Systemd)
+    }));
     t.finish();
     sources
 }
@@ -925,7 +965,10 @@ mod tests {
         assert_eq!(config.sink.kind, SinkKind::Stdout);
         assert!(matches!(
             config.sources.as_slice(),
-            [SourceConfig::Heartbeat(HeartbeatConfig { interval, .. })] if *interval == Duration::from_secs(30)
+            [
+                SourceConfig::Heartbeat(HeartbeatConfig { interval, .. }),
+                SourceConfig::Host(_),
+            ] if *interval == Duration::from_secs(30)
         ));
     }
 

@@ -212,7 +212,14 @@ pub(crate) struct Base<'a> {
 
 impl Base<'_> {
     fn builtin_related(&self, with_agent: bool) -> Box<[u8]> {
-        let mut related = vec![self.identity.host.clone()];
+        self.builtin_related_of(true, with_agent)
+    }
+
+    fn builtin_related_of(&self, with_host: bool, with_agent: bool) -> Box<[u8]> {
+        let mut related = Vec::new();
+        if with_host {
+            related.push(self.identity.host.clone());
+        }
         if with_agent {
             let agent = &self.identity.agent;
             let mut r = crate::event::RelatedResource::new(agent.id(), "agent");
@@ -342,6 +349,15 @@ impl Base<'_> {
             Some(t)
         };
         let mut resource = self.static_labels();
+        if is_host(spec) {
+            // The host's own events carry what herald knows of it (boot
+            // id, OS, kernel), as its related resource does elsewhere.
+            for (key, value) in self.identity.host.resource().labels() {
+                if key != RESOURCE_ROLE {
+                    resource.insert(key.clone(), static_label(value));
+                }
+            }
+        }
         resource.insert(RESOURCE_ID.into(), Label::Template(template(spec.id)?));
         resource.insert(RESOURCE_NAME.into(), Label::Optional(template(spec.name)?));
         for (key, text) in spec.labels {
@@ -370,7 +386,8 @@ impl Base<'_> {
             occurred: None,
             resource: Labels::new(resource),
             related,
-            builtin_related: self.builtin_related(true),
+            // The host is not related to its own events.
+            builtin_related: self.builtin_related_of(!is_host(spec), true),
             payload: Payload {
                 entries: Vec::new(),
                 fields: FieldSelection::All,
@@ -463,6 +480,11 @@ impl Base<'_> {
         plan.follows = rule.follows;
         plan
     }
+}
+
+/// Whether a kind's resource is the host itself (`herald.host.<hostname>`).
+fn is_host(spec: &ResourceSpec) -> bool {
+    spec.id == "herald.host.{hostname}"
 }
 
 /// Reusable buffers, so that building an event allocates only the event.

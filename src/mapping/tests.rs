@@ -929,3 +929,87 @@ fn the_same_observation_on_two_agents_gets_two_ids() {
     assert_eq!(on("web-1"), on("web-1"), "stable on one agent");
     assert_ne!(on("web-1"), on("web-2"), "distinct across agents");
 }
+
+fn process_started(pid: u32) -> Observation {
+    Observation::new(Arc::from("workers"), "process.started")
+        .with("pid", pid)
+        .with("name", "worker")
+        .with("cmdline", "worker --queue default")
+        .with("user", "app")
+        .with("start_time", "2026-11-27T10:00:00Z")
+}
+
+fn related_roles(e: &Value) -> Vec<String> {
+    e["related"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            r["prefect.resource.role"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_kind_with_its_own_resource_is_put_on_it_by_default() {
+    let mut m = mapper("");
+    let e = one(&mut m, process_started(4242));
+    assert_eq!(e["event"], "herald.process.started");
+    let resource = &e["resource"];
+    assert_eq!(resource["prefect.resource.id"], "herald.process.h1.4242");
+    assert_eq!(resource["prefect.resource.name"], "worker");
+    assert_eq!(resource["herald.process.pid"], "4242");
+    assert_eq!(resource["herald.process.cmdline"], "worker --queue default");
+    assert_eq!(resource["acme.team"], "data", "the agent's labels too");
+    // No exe and no container in this observation: the label and the
+    // related container are left out, not the event.
+    assert!(resource.get("herald.process.exe").is_none(), "{resource}");
+    assert_eq!(related_roles(&e), ["host", "agent"]);
+    assert_eq!(e["payload"]["pid"], 4242);
+
+    let e = one(
+        &mut m,
+        process_started(7)
+            .with("exe", "/usr/bin/worker")
+            .with("container_id", "abc123")
+            .with("container_runtime", "containerd"),
+    );
+    assert_eq!(e["resource"]["herald.process.exe"], "/usr/bin/worker");
+    assert_eq!(related_roles(&e), ["container", "host", "agent"]);
+    assert_eq!(
+        e["related"][0]["prefect.resource.id"],
+        "herald.container.abc123"
+    );
+    assert_eq!(e["related"][0]["herald.container.runtime"], "containerd");
+}
+
+#[test]
+fn a_rule_without_a_resource_keeps_the_kinds_own() {
+    let mut m = mapper(
+        "[[mappings]]\nname = \"crash\"\nkind = \"process.started\"\nevent = \"ops.worker.up\"\n",
+    );
+    let e = one(
+        &mut m,
+        process_started(9)
+            .with("container_id", "c9")
+            .with("container_runtime", "docker"),
+    );
+    assert_eq!(e["event"], "ops.worker.up");
+    assert_eq!(e["resource"]["prefect.resource.id"], "herald.process.h1.9");
+    assert_eq!(related_roles(&e), ["container", "host", "agent"]);
+}
+
+#[test]
+fn the_hosts_own_events_are_on_the_host_and_not_related_to_it() {
+    let mut m = mapper("");
+    let obs = Observation::new(Arc::from("host"), "host.memory-high").with("used_percent", 95.5);
+    let e = one(&mut m, obs);
+    assert_eq!(e["event"], "herald.host.memory-high");
+    assert_eq!(e["resource"]["prefect.resource.id"], "herald.host.h1");
+    assert_eq!(e["resource"]["prefect.resource.name"], "h1");
+    assert!(e["resource"].get("prefect.resource.role").is_none());
+    assert_eq!(related_roles(&e), ["agent"]);
+}

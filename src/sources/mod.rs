@@ -6,7 +6,11 @@
 
 pub mod file;
 pub mod heartbeat;
+pub mod host;
 pub mod known_state;
+pub mod probe;
+pub mod process;
+pub mod systemd;
 pub mod threshold;
 
 use std::path::PathBuf;
@@ -93,6 +97,31 @@ pub fn spawn_all(
                     cancel,
                     tracker,
                 );
+            }
+            SourceConfig::Probe(config) => {
+                probe::spawn(config.clone(), &context.state_dir, emitter, cancel, tracker);
+            }
+            SourceConfig::Process(config) => {
+                process::spawn(
+                    config.clone(),
+                    context.state_dir.clone(),
+                    emitter,
+                    cancel,
+                    tracker,
+                );
+            }
+            SourceConfig::Host(config) => {
+                host::spawn(
+                    config.clone(),
+                    context.state_dir.clone(),
+                    context.hostname.clone(),
+                    emitter,
+                    cancel,
+                    tracker,
+                );
+            }
+            SourceConfig::Systemd(config) => {
+                systemd::spawn(config.clone(), &context.state_dir, emitter, cancel, tracker);
             }
             SourceConfig::Heartbeat(config) => {
                 let name: Arc<str> = Arc::from(config.name.as_str());
