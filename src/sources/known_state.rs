@@ -18,6 +18,10 @@
 //! between re-emits the same transitions with the same ids, and the
 //! endpoint keeps one copy.
 //!
+//! [`KnownStateSaver`] implements that protocol for a source whose state is
+//! one value: the durable callback hands the state over, the source's loop
+//! saves it off the async workers.
+//!
 //! This module only stores bytes; what a state holds is each source's
 //! business.
 
@@ -25,6 +29,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tracing::warn;
+
+use crate::observation::OnDurable;
 
 /// Where one source keeps one kind of known state.
 #[derive(Clone, Debug)]
@@ -101,6 +112,78 @@ impl StateFile {
             File::open(dir)?.sync_all()?;
         }
         Ok(())
+    }
+}
+
+/// Saves a source's known state once its announcements are durable: the
+/// `on_durable` callback of an announcement hands over the state that
+/// includes it, the source's loop saves it off the async workers
+/// ([`KnownStateSaver::save_pending`]), and whatever is still pending when
+/// the last holder goes (the agent drained at shutdown) is saved then.
+pub struct KnownStateSaver<T: Serialize + Send + 'static> {
+    file: StateFile,
+    /// The newest durable state not yet saved.
+    pending: Mutex<Option<T>>,
+    /// Woken when `pending` is set.
+    ready: Notify,
+}
+
+impl<T: Serialize + Send + 'static> KnownStateSaver<T> {
+    /// A saver writing to `file`.
+    pub fn new(file: StateFile) -> Arc<Self> {
+        Arc::new(KnownStateSaver {
+            file,
+            pending: Mutex::new(None),
+            ready: Notify::new(),
+        })
+    }
+
+    /// The callback for the last observation of a batch: `state` (which
+    /// includes the batch) becomes saveable once the batch is durable.
+    pub fn on_durable(self: &Arc<Self>, state: T) -> OnDurable {
+        let saver = Arc::clone(self);
+        OnDurable::new(move || {
+            *saver.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+            saver.ready.notify_one();
+        })
+    }
+
+    /// Waits until a durable state is pending.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Saves the pending state, if any, on a blocking thread.
+    pub async fn save_pending(self: &Arc<Self>) {
+        let saver = Arc::clone(self);
+        let saved = tokio::task::spawn_blocking(move || saver.save_now()).await;
+        if let Err(e) = saved {
+            warn!(stage = "receiving", path = %self.file.path().display(), error = %e, "KnownStateNotSaved");
+        }
+    }
+
+    /// Saves the pending state, if any, here and now (blocking).
+    fn save_now(&self) {
+        let state = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(state) = state
+            && let Err(e) = self.file.save(&state)
+        {
+            // The state on disk stays behind: a restart announces again,
+            // with the same ids. Never a loss.
+            warn!(stage = "receiving", path = %self.file.path().display(), error = %e, "KnownStateNotSaved");
+        }
+    }
+}
+
+impl<T: Serialize + Send + 'static> Drop for KnownStateSaver<T> {
+    fn drop(&mut self) {
+        // The last callback fired (or was dropped) after the source
+        // stopped: keep what became durable meanwhile.
+        self.save_now();
     }
 }
 

@@ -43,11 +43,10 @@ use std::fmt;
 use std::future::Future;
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,9 +54,9 @@ use toml::de::DeValue;
 use tracing::{debug, info, warn};
 
 use super::Emitter;
-use super::known_state::StateFile;
+use super::known_state::{KnownStateSaver, StateFile};
 use crate::config::decode::{self, At, ConfigDuration, Decode, Decoder, Raw, Table};
-use crate::observation::{Observation, OnDurable};
+use crate::observation::Observation;
 
 /// Checks between announcements unless configured.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -810,79 +809,6 @@ impl Tracker {
     }
 }
 
-/// Saves a source's known state once its announcements are durable: the
-/// `on_durable` callback of an announcement hands over the state that
-/// includes it, the source's loop saves it off the async workers
-/// ([`KnownStateSaver::save_pending`]), and whatever is still pending when
-/// the last holder goes (the agent drained at shutdown) is saved then.
-/// Shared by the probe and systemd sources.
-pub(crate) struct KnownStateSaver<T: Serialize + Send + 'static> {
-    file: StateFile,
-    /// The newest durable state not yet saved.
-    pending: Mutex<Option<T>>,
-    /// Woken when `pending` is set.
-    ready: Notify,
-}
-
-impl<T: Serialize + Send + 'static> KnownStateSaver<T> {
-    /// A saver writing to `file`.
-    pub(crate) fn new(file: StateFile) -> Arc<Self> {
-        Arc::new(KnownStateSaver {
-            file,
-            pending: Mutex::new(None),
-            ready: Notify::new(),
-        })
-    }
-
-    /// The callback for the last observation of a batch: `state` (which
-    /// includes the batch) becomes saveable once the batch is durable.
-    pub(crate) fn on_durable(self: &Arc<Self>, state: T) -> OnDurable {
-        let saver = Arc::clone(self);
-        OnDurable::new(move || {
-            *saver.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
-            saver.ready.notify_one();
-        })
-    }
-
-    /// Waits until a durable state is pending.
-    pub(crate) async fn ready(&self) {
-        self.ready.notified().await;
-    }
-
-    /// Saves the pending state, if any, on a blocking thread.
-    pub(crate) async fn save_pending(self: &Arc<Self>) {
-        let saver = Arc::clone(self);
-        let saved = tokio::task::spawn_blocking(move || saver.save_now()).await;
-        if let Err(e) = saved {
-            warn!(stage = "receiving", path = %self.file.path().display(), error = %e, "KnownStateNotSaved");
-        }
-    }
-
-    /// Saves the pending state, if any, here and now (blocking).
-    fn save_now(&self) {
-        let state = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(state) = state
-            && let Err(e) = self.file.save(&state)
-        {
-            // The state on disk stays behind: a restart announces again,
-            // with the same ids. Never a loss.
-            warn!(stage = "receiving", path = %self.file.path().display(), error = %e, "KnownStateNotSaved");
-        }
-    }
-}
-
-impl<T: Serialize + Send + 'static> Drop for KnownStateSaver<T> {
-    fn drop(&mut self) {
-        // The last callback fired (or was dropped) after the source
-        // stopped: keep what became durable meanwhile.
-        self.save_now();
-    }
-}
-
 /// Starts the probe source on `tracker`.
 pub fn spawn(
     config: ProbeConfig,
@@ -1024,6 +950,7 @@ mod tests {
     use crate::config::{SourceConfig, parse};
     use std::collections::VecDeque;
     use std::net::SocketAddr;
+    use std::sync::{Mutex, PoisonError};
     use tokio::sync::mpsc;
 
     fn loopback(port: u16) -> SocketAddr {

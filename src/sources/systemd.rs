@@ -61,8 +61,7 @@ use toml::de::DeValue;
 use tracing::{info, warn};
 
 use super::Emitter;
-use super::known_state::StateFile;
-use super::probe::KnownStateSaver;
+use super::known_state::{KnownStateSaver, StateFile};
 use crate::config::decode::{self, At, ConfigDuration, Decode, Decoder, Raw, Table};
 use crate::observation::Observation;
 
