@@ -54,10 +54,10 @@
 //! # Writer and reader
 //!
 //! A dedicated writer thread does group commit (see [`writer`]'s doc):
-//! concurrent appends are gathered, encoded into one buffer, written with
-//! one call and synced once. The [`Reader`] reads published records from
-//! the segment files on the blocking pool and acks in order; acks persist
-//! the ledger and delete wholly acked segments.
+//! concurrent appends are gathered, written with one vectored write and
+//! synced once. The [`Reader`] reads published records from the segment
+//! files on the blocking pool and acks in order; acks persist the ledger
+//! and delete wholly acked segments.
 //!
 //! # Durability, and the checkpoint protocol
 //!

@@ -22,16 +22,25 @@ pub fn encoded_len(payload_len: usize) -> u64 {
 /// The caller has checked `payload.len() <= MAX_PAYLOAD_LEN`; a longer
 /// payload would be written with a wrapped length and read back as corrupt,
 /// which is why the check happens at the API boundary, not here.
+#[cfg(test)]
 pub fn encode_into(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    buf.reserve(HEADER_LEN + payload.len());
+    buf.extend_from_slice(&encode_header(seq, payload));
+    buf.extend_from_slice(payload);
+}
+
+/// The header of a record: what [`encode_into`] writes before the
+/// payload.
+pub fn encode_header(seq: u64, payload: &[u8]) -> [u8; HEADER_LEN] {
     debug_assert!(payload.len() <= MAX_PAYLOAD_LEN);
     let len = (payload.len() as u32).to_le_bytes();
     let seq = seq.to_le_bytes();
     let crc = checksum(len, seq, payload);
-    buf.reserve(HEADER_LEN + payload.len());
-    buf.extend_from_slice(&len);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    buf.extend_from_slice(&seq);
-    buf.extend_from_slice(payload);
+    let mut header = [0u8; HEADER_LEN];
+    header[0..4].copy_from_slice(&len);
+    header[4..8].copy_from_slice(&crc.to_le_bytes());
+    header[8..16].copy_from_slice(&seq);
+    header
 }
 
 /// CRC-32C over `len | seq | payload`: every byte of the record but the

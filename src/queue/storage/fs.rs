@@ -69,6 +69,9 @@ impl Storage for FsStorage {
     }
 }
 
+/// The most slices one `writev` takes (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
+
 /// One open file; `append` relies on the file being opened with
 /// `O_APPEND` or positioned at its end, and `truncate` leaves an `O_APPEND`
 /// file writing at the new end.
@@ -77,6 +80,22 @@ struct FsFile(File);
 impl WriteFile for FsFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.write_all(buf)
+    }
+
+    fn append_vectored(&mut self, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+        // Drops leading empty slices, so that a zero-byte write below
+        // means the file took nothing.
+        io::IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            let take = bufs.len().min(IOV_MAX);
+            match self.0.write_vectored(&bufs[..take]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {

@@ -89,6 +89,19 @@ pub trait WriteFile: Send {
     /// The underlying I/O error (`ENOSPC` on a full disk).
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
 
+    /// Writes all of `bufs`, in order, at the end of the file, as
+    /// [`WriteFile::append`] would write them joined. On error, part may
+    /// have been written; the caller truncates it away.
+    ///
+    /// # Errors
+    /// The underlying I/O error (`ENOSPC` on a full disk).
+    fn append_vectored(&mut self, bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+        for buf in bufs.iter() {
+            self.append(buf)?;
+        }
+        Ok(())
+    }
+
     /// Makes the file's data durable (`fdatasync`).
     ///
     /// # Errors
