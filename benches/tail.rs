@@ -10,7 +10,9 @@
 //! reference machine: >= 750,000 lines/s, <= 6 CPU-s/GiB, <= 32 MiB.
 //!
 //! `cargo bench --bench tail`; `HERALD_BENCH_BYTES` sets the volume
-//! (default 1GiB), `HERALD_BENCH_ONLY=single|many` runs one scenario.
+//! (default 1GiB), `HERALD_BENCH_ONLY=single|many` runs one scenario,
+//! `HERALD_BENCH_BIN=a,b` runs other herald binaries in turn and
+//! `HERALD_BENCH_ROUNDS=n` repeats (to compare builds in one sitting).
 //! Self-contained: the lines are generated here and the endpoint is the
 //! bench's own.
 
@@ -31,11 +33,16 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(GIB);
     let only = std::env::var("HERALD_BENCH_ONLY").unwrap_or_default();
+    let rounds: usize = std::env::var("HERALD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let bins = herald_bins();
     let work = tempfile::tempdir().expect("temp dir");
     println!(
-        "tail bench: {} MiB of lines, release herald {}",
+        "tail bench: {} MiB of lines, herald {}",
         bytes >> 20,
-        env!("CARGO_BIN_EXE_herald")
+        bins.join(", ")
     );
     if only.is_empty() || only == "single" {
         let logs = work.path().join("single");
@@ -43,12 +50,15 @@ fn main() {
         let t = Instant::now();
         let lines = generate(&logs.join("access.log"), bytes, 42);
         println!("  generated {lines} lines in {:.1?}", t.elapsed());
-        let result = run(work.path(), &logs, lines, bytes, None);
-        result.print("1 file, pre-written");
+        for round in 0..rounds {
+            for bin in &bins {
+                let result = run(bin, work.path(), &logs, lines, bytes, None);
+                result.print(&format!("1 file, pre-written [{bin}, round {}]", round + 1));
+            }
+        }
     }
     if only.is_empty() || only == "many" {
         let logs = work.path().join("many");
-        std::fs::create_dir(&logs).expect("dir");
         // Lines are generated up front (outside the measurement) and
         // written concurrently while herald runs.
         let staged = work.path().join("staged");
@@ -61,8 +71,29 @@ fn main() {
         let total: u64 = (0..100)
             .map(|i| file_len(&staged.join(format!("app-{i:03}.log"))))
             .sum();
-        let result = run(work.path(), &logs, lines, total, Some(&staged));
-        result.print("100 files, written concurrently");
+        for round in 0..rounds {
+            for bin in &bins {
+                std::fs::create_dir(&logs).expect("dir");
+                let result = run(bin, work.path(), &logs, lines, total, Some(&staged));
+                let _ = std::fs::remove_dir_all(&logs);
+                result.print(&format!(
+                    "100 files, written concurrently [{bin}, round {}]",
+                    round + 1
+                ));
+            }
+        }
+    }
+}
+
+/// The herald binaries to run: this build's, unless `HERALD_BENCH_BIN`
+/// names others (comma-separated; each round runs them in turn, so two
+/// builds can be compared under the same conditions).
+fn herald_bins() -> Vec<String> {
+    match std::env::var("HERALD_BENCH_BIN") {
+        Ok(list) if !list.trim().is_empty() => {
+            list.split(',').map(|b| b.trim().to_owned()).collect()
+        }
+        _ => vec![env!("CARGO_BIN_EXE_herald").to_owned()],
     }
 }
 
@@ -111,7 +142,14 @@ impl Result {
 /// Runs herald over `logs` until the endpoint has seen `lines` lines.
 /// With `staged`, the staged files are copied into `logs` by writer
 /// threads while herald runs.
-fn run(work: &Path, logs: &Path, lines: u64, bytes: u64, staged: Option<&Path>) -> Result {
+fn run(
+    bin: &str,
+    work: &Path,
+    logs: &Path,
+    lines: u64,
+    bytes: u64,
+    staged: Option<&Path>,
+) -> Result {
     let endpoint = Endpoint::start();
     let data = work.join(format!(
         "data-{}",
@@ -143,7 +181,7 @@ start_at = "beginning"
     )
     .expect("config");
     let started = Instant::now();
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let mut child: Child = Command::new(bin)
         .args(["run", "--config"])
         .arg(&config)
         .env_remove("PREFECT_API_URL")
@@ -177,7 +215,6 @@ start_at = "beginning"
         .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&data);
-    let _ = std::fs::remove_dir_all(logs);
     Result {
         lines: endpoint.lines.load(Ordering::Relaxed),
         bytes,
