@@ -339,7 +339,7 @@ async fn map_all(
                     Some(last) if made > 0 => last.on_durable = Some(callback),
                     _ => mapped.push(Mapped {
                         id: uuid::Uuid::nil(),
-                        json: Vec::new(),
+                        json: Bytes::new(),
                         on_durable: Some(callback),
                     }),
                 }
@@ -364,12 +364,14 @@ struct Pending {
 /// The appender stage: takes whatever events are waiting (up to
 /// [`APPEND_BATCH`] events and `max_append_bytes`), appends them in one
 /// call, and once that append is durable releases the sources'
-/// checkpoints, in order. While one append is being synced the next batch
-/// gathers in the channel, so under load each fsync covers many events. A
-/// failed append (a full disk) is retried with backoff, holding the events:
-/// the sources wait rather than lose them. An observation that made no
-/// event (dropped by a rule, or unmappable) still moves its source's
-/// checkpoint once everything before it is durable.
+/// checkpoints, in order. While one append is being written and synced it
+/// keeps taking events from the mapper (up to as much again), so the
+/// mapper does not stall on the disk and the next append, covered by one
+/// fsync, is as large as the time allows. A failed append (a full disk) is
+/// retried with backoff, holding the events: the sources wait rather than
+/// lose them. An observation that made no event (dropped by a rule, or
+/// unmappable) still moves its source's checkpoint once everything before
+/// it is durable.
 async fn append_all(
     queue: Queue,
     max_append_bytes: usize,
@@ -377,24 +379,35 @@ async fn append_all(
     stats: Arc<Stats>,
 ) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
+    // Bytes of the events in `pending` after those of the append in
+    // flight.
+    let mut waiting_bytes = 0usize;
+    let mut open = true;
     let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_CAP);
-    let hold = |mapped: Vec<Mapped>, pending: &mut VecDeque<Pending>| {
-        pending.extend(mapped.into_iter().map(|m| Pending {
-            json: Bytes::from(m.json),
-            on_durable: m.on_durable,
+    let hold = |mapped: Vec<Mapped>, pending: &mut VecDeque<Pending>, waiting: &mut usize| {
+        pending.extend(mapped.into_iter().map(|m| {
+            *waiting += m.json.len();
+            Pending {
+                json: m.json,
+                on_durable: m.on_durable,
+            }
         }));
     };
     loop {
         if pending.is_empty() {
+            if !open {
+                return;
+            }
             let Some(first) = events.recv().await else {
                 return;
             };
-            hold(first, &mut pending);
+            hold(first, &mut pending, &mut waiting_bytes);
         }
-        while pending.len() < APPEND_BATCH {
+        while open && pending.len() < APPEND_BATCH {
             match events.try_recv() {
-                Ok(more) => hold(more, &mut pending),
-                Err(_) => break,
+                Ok(more) => hold(more, &mut pending, &mut waiting_bytes),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
         let mut bytes = 0;
@@ -416,10 +429,25 @@ async fn append_all(
             .map(|e| e.json.clone())
             .collect();
         let events_in = records.len() as u64;
+        let taken_bytes: usize = pending.iter().take(take).map(|e| e.json.len()).sum();
+        waiting_bytes -= taken_bytes;
         let appended = if records.is_empty() {
             Ok(())
         } else {
-            queue.append(records).await.map(|_| ())
+            let append = queue.append(records);
+            tokio::pin!(append);
+            loop {
+                tokio::select! {
+                    biased;
+                    appended = &mut append => break appended.map(|_| ()),
+                    more = events.recv(), if open
+                        && pending.len() < take + APPEND_BATCH
+                        && waiting_bytes < max_append_bytes => match more {
+                        Some(more) => hold(more, &mut pending, &mut waiting_bytes),
+                        None => open = false,
+                    },
+                }
+            }
         };
         match appended {
             Ok(()) => {
@@ -433,6 +461,7 @@ async fn append_all(
             }
             Err(QueueError::Closed) => return,
             Err(e) => {
+                waiting_bytes += taken_bytes;
                 let delay = backoff.next_delay();
                 Stats::add(&stats.append_failures, 1);
                 error!(stage = "queueing", events = events_in, error = %e, retry_in = ?delay, "QueueAppendFailed: sources wait until it succeeds");

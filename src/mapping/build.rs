@@ -124,6 +124,9 @@ struct Labels {
     /// A related resource left out, rather than failing the event, when a
     /// value of its labels is missing.
     optional: bool,
+    /// Whether the labels depend on the `path` field alone (a file's
+    /// resource), so that consecutive lines of a file reuse them written.
+    by_path: bool,
 }
 
 impl Labels {
@@ -133,7 +136,7 @@ impl Labels {
             .position(|k| k == RESOURCE_ID)
             .unwrap_or(usize::MAX);
         let role = map.keys().position(|k| k == RESOURCE_ROLE);
-        let labels = map
+        let labels: Vec<(Box<[u8]>, Label)> = map
             .into_iter()
             .map(|(k, v)| {
                 let mut key = Vec::with_capacity(k.len() + 3);
@@ -142,11 +145,16 @@ impl Labels {
                 (key.into_boxed_slice(), v)
             })
             .collect();
+        let by_path = labels.iter().all(|(_, label)| match label {
+            Label::Static { .. } => true,
+            Label::Template(t) | Label::Optional(t) => t.only_uses("path"),
+        });
         Labels {
             labels,
             id,
             role,
             optional: false,
+            by_path,
         }
     }
 }
@@ -493,6 +501,21 @@ pub(crate) struct Scratch {
     text: String,
     /// The rendered resource id of the event being built, for `follows`.
     resource_id: String,
+    /// The last resource written from labels that depend on `path` alone.
+    resource: ResourceMemo,
+}
+
+/// A resource as written for one path: the lines of a file share it, and
+/// rendering its labels again for each is most of the cost of a line's
+/// resource.
+#[derive(Default)]
+struct ResourceMemo {
+    /// Which labels (their address; plans do not move while a mapper
+    /// lives).
+    labels: usize,
+    path: String,
+    json: Vec<u8>,
+    id: String,
 }
 
 /// What building needs besides the plan.
@@ -538,7 +561,7 @@ impl Plan {
         out.extend_from_slice(b",\"event\":");
         self.write_name(b, out)?;
         out.extend_from_slice(b",\"resource\":");
-        write_labels(&self.resource, b, out, None)?;
+        write_resource(&self.resource, b, out)?;
         out.extend_from_slice(b",\"related\":[");
         let mut written = 0;
         for related in &self.related {
@@ -636,6 +659,40 @@ fn check_name_len(chars: usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Writes the event's resource, as [`write_labels`] does, reusing what it
+/// wrote last when the labels depend on `path` alone and the path is the
+/// same.
+fn write_resource(
+    labels: &Labels,
+    b: &mut Build<'_, '_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    let path = labels
+        .by_path
+        .then(|| b.scope.obs.field("path").and_then(Value::as_str))
+        .flatten();
+    let Some(path) = path else {
+        return write_labels(labels, b, out, None);
+    };
+    let key = std::ptr::from_ref(labels) as usize;
+    let memo = &b.scratch.resource;
+    if memo.labels == key && memo.path == path {
+        out.extend_from_slice(&memo.json);
+        b.scratch.resource_id.clone_from(&memo.id);
+        return Ok(());
+    }
+    let start = out.len();
+    write_labels(labels, b, out, None)?;
+    let memo = &mut b.scratch.resource;
+    memo.labels = key;
+    memo.path.clear();
+    memo.path.push_str(path);
+    memo.json.clear();
+    memo.json.extend_from_slice(&out[start..]);
+    memo.id.clone_from(&b.scratch.resource_id);
+    Ok(())
+}
+
 /// Writes a resource's labels; `related` is its index among the related
 /// resources, `None` for the event's own resource.
 fn write_labels(
@@ -724,7 +781,16 @@ impl Out<'_> {
 
 impl Payload {
     fn write(&self, scope: &Scope<'_>, out: &mut Vec<u8>) -> Result<(), Failure> {
-        if matches!(self.fields, FieldSelection::None) && self.spread.is_none() {
+        // The spread is the source's own parse only (`json = true`): the
+        // built-in mapping does not parse lines nobody asked to parse.
+        let spread = match &self.spread {
+            Some(spread) => match scope.obs.field(&spread.text) {
+                Some(Value::Object(map)) => Some(map),
+                _ => None,
+            },
+            None => None,
+        };
+        if matches!(self.fields, FieldSelection::None) && spread.is_none() {
             return self.write_entries(scope, out);
         }
         // Collected in priority order (entries, then selected fields, then
@@ -750,7 +816,7 @@ impl Payload {
         match &self.fields {
             FieldSelection::None => {}
             FieldSelection::All => {
-                for (name, value) in &scope.obs.fields {
+                for (name, value) in scope.obs.all_fields() {
                     items.push((name, Out::Raw(value)));
                 }
                 for (name, text) in scope.captures() {
@@ -766,11 +832,7 @@ impl Payload {
                 }
             }
         }
-        // The spread is the source's own parse only (`json = true`): the
-        // built-in mapping does not parse lines nobody asked to parse.
-        if let Some(spread) = &self.spread
-            && let Some(Value::Object(map)) = scope.obs.field(&spread.text)
-        {
+        if let Some(map) = spread {
             for (k, v) in map {
                 items.push((k, Out::Raw(v)));
             }

@@ -62,6 +62,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternID, PatternSet};
@@ -98,8 +99,10 @@ pub struct MappingConfig {
 pub struct Mapped {
     /// The event's id.
     pub id: Uuid,
-    /// The event's JSON, validated and within the size limit.
-    pub json: Vec<u8>,
+    /// The event's JSON, validated and within the size limit. Events
+    /// share larger blocks of memory (see [`Arena`]), so that one event
+    /// costs no allocation of its own.
+    pub json: Bytes,
     /// The source's callback for when the event is durable. When one
     /// observation makes several events, only the last carries it: the
     /// queue is FIFO, so the last being durable means all are.
@@ -146,9 +149,6 @@ struct Compiled {
     /// prefilter decides.
     prefiltered: Vec<(usize, usize, PatternID)>,
     unmapped: u64,
-    /// The size of its last event, to size the next one's buffer (kept
-    /// per rule, as rules make events of quite different sizes).
-    size_hint: usize,
 }
 
 /// One multi-pattern regex over one field, shared by the rules that test
@@ -187,11 +187,63 @@ pub struct Mapper {
     captured: Captured,
     scratch: Scratch,
     stats: MapStats,
-    /// The size of the last event of the built-in defaults, to size the
-    /// next one's buffer.
-    size_hint: usize,
     /// Observations since the follows state was last offered a flush.
     since_flush_check: u32,
+    /// Where events are built, one at a time; reused.
+    event: Vec<u8>,
+    /// Where built events are kept.
+    arena: Arena,
+}
+
+/// Events side by side in shared blocks: each event's [`Bytes`] is a slice
+/// of a block, and a block is freed once its last event is dropped. One
+/// allocation serves hundreds of events, and dropping an event is a
+/// reference count. Used-up blocks are remembered and taken again once
+/// every event in them is gone (they empty in about the order they were
+/// filled), so a steady stream reuses the same few blocks instead of
+/// making the allocator cut fresh ones.
+#[derive(Default)]
+struct Arena {
+    /// The block being filled; `None` before the first event.
+    block: Option<BytesMut>,
+    /// Used-up blocks, oldest first.
+    spent: std::collections::VecDeque<BytesMut>,
+}
+
+/// Bytes per block: a few hundred typical events.
+const ARENA_BLOCK: usize = 256 * 1024;
+/// Used-up blocks remembered for reuse; past that, the oldest is left to
+/// be freed when its events are.
+const ARENA_SPENT: usize = 48;
+
+impl Arena {
+    /// A copy of `event` in the current block (a new one when it is full;
+    /// an event larger than a block gets a block of its own size).
+    fn keep(&mut self, event: &[u8]) -> Bytes {
+        let block = match &mut self.block {
+            Some(block) if block.capacity() >= event.len() => block,
+            _ => self.next_block(event.len()),
+        };
+        block.extend_from_slice(event);
+        block.split().freeze()
+    }
+
+    fn next_block(&mut self, need: usize) -> &mut BytesMut {
+        if let Some(spent) = self.block.take() {
+            self.spent.push_back(spent);
+            if self.spent.len() > ARENA_SPENT {
+                self.spent.pop_front();
+            }
+        }
+        let reused = need <= ARENA_BLOCK
+            && self
+                .spent
+                .front_mut()
+                .is_some_and(|oldest| oldest.try_reclaim(ARENA_BLOCK));
+        let block = if reused { self.spent.pop_front() } else { None };
+        self.block
+            .insert(block.unwrap_or_else(|| BytesMut::with_capacity(ARENA_BLOCK.max(need))))
+    }
 }
 
 impl Mapper {
@@ -219,7 +271,6 @@ impl Mapper {
                 regexes: Vec::new(),
                 prefiltered: Vec::new(),
                 unmapped: 0,
-                size_hint: 512,
                 rule: rule.clone(),
             })
             .collect();
@@ -245,8 +296,9 @@ impl Mapper {
             captured: Captured::default(),
             scratch: Scratch::default(),
             stats: MapStats::default(),
-            size_hint: 512,
             since_flush_check: 0,
+            event: Vec::new(),
+            arena: Arena::default(),
         }
     }
 
@@ -336,13 +388,13 @@ impl Mapper {
                 follows: &mut self.follows,
                 occurred_failures: &mut self.stats.occurred_failures,
             };
-            let mut bytes = Vec::with_capacity(compiled.size_hint);
-            match compiled.plans[flavor.index()].write(&mut build, &mut bytes) {
+            let bytes = &mut self.event;
+            bytes.clear();
+            match compiled.plans[flavor.index()].write(&mut build, bytes) {
                 Ok(()) => {
-                    compiled.size_hint = bytes.len() + 64;
                     out.push(Mapped {
                         id,
-                        json: bytes,
+                        json: self.arena.keep(bytes),
                         on_durable: None,
                     });
                     made += 1;
@@ -390,20 +442,20 @@ impl Mapper {
             follows: &mut self.follows,
             occurred_failures: &mut self.stats.occurred_failures,
         };
-        let mut bytes = Vec::with_capacity(self.size_hint);
-        let mut result = self.defaults[flavor.index()].write(&mut build, &mut bytes);
+        let bytes = &mut self.event;
+        bytes.clear();
+        let mut result = self.defaults[flavor.index()].write(&mut build, bytes);
         if matches!(result, Err(Failure::Missing(_))) && flavor != Flavor::Other {
             // A line or file event without a path (a process event without
             // a pid) has no resource of its own: it is the agent's, like
             // any other kind.
-            result = self.defaults[Flavor::Other.index()].write(&mut build, &mut bytes);
+            result = self.defaults[Flavor::Other.index()].write(&mut build, bytes);
         }
         match result {
             Ok(()) => {
-                self.size_hint = bytes.len() + 64;
                 out.push(Mapped {
                     id,
-                    json: bytes,
+                    json: self.arena.keep(bytes),
                     on_durable: None,
                 });
                 Ok(())
@@ -510,7 +562,7 @@ impl Mapper {
 /// later ones also from the rule's name, so each is distinct) within this
 /// agent's scope (its host name), else new.
 fn event_id(scope: &str, obs: &Observation, made: usize, rule: &str) -> Uuid {
-    match &obs.identity {
+    match obs.identity_bytes() {
         Some(identity) if made == 0 => event::derived_id(scope, &obs.source, identity),
         Some(identity) => {
             let mut name = Vec::with_capacity(identity.len() + rule.len() + 1);

@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::fields::{FieldRef, Known, Scope, Val};
+use super::fields::{FieldRef, Known, Root, Scope, Val};
 
 /// A parsed template.
 #[derive(Clone, Debug)]
@@ -197,6 +197,23 @@ impl Template {
             [Part::Field(p)] if p.filters.is_empty() => p.field.as_ref(),
             _ => None,
         }
+    }
+
+    /// Whether every placeholder names `field` itself (a plain field, no
+    /// nested path) or the host name: then the rendering depends on that
+    /// field's value only.
+    pub(crate) fn only_uses(&self, field: &str) -> bool {
+        self.parts.iter().all(|part| match part {
+            Part::Lit(_) => true,
+            Part::Field(p) => p.field.as_ref().is_some_and(|f| {
+                f.path.is_empty()
+                    && match &f.root {
+                        Root::Field(name) => &**name == field,
+                        Root::Hostname => true,
+                        _ => false,
+                    }
+            }),
+        })
     }
 
     /// A template of one placeholder, for built-in mappings.

@@ -105,7 +105,7 @@ fn the_default_agent_event_is_byte_for_byte_what_event_writes() {
         follows: None,
     };
     assert_eq!(
-        String::from_utf8(out[0].json.clone()).expect("utf8"),
+        String::from_utf8(out[0].json.to_vec()).expect("utf8"),
         String::from_utf8(reference.to_json().expect("valid")).expect("utf8")
     );
 }
@@ -930,6 +930,89 @@ fn the_same_observation_on_two_agents_gets_two_ids() {
     assert_ne!(on("web-1"), on("web-2"), "distinct across agents");
 }
 
+/// The file source hands lines over typed ([`crate::observation::Line`]);
+/// every rule must see them exactly as the same values in `fields`, and
+/// make the same bytes and ids.
+#[test]
+fn a_typed_line_maps_exactly_like_its_fields() {
+    use crate::observation::Line;
+    let rules = r#"
+[[mappings]]
+name = "status"
+kind = "line"
+when = [{ regex = "\" (?P<status>\\d{3}) " }, { field = "offset", gte = 100 }]
+event = "web.{status}"
+resource = { id = "web.{path|basename}", labels = { status = "{status}" } }
+continue = true
+
+[[mappings]]
+name = "all"
+kind = "line"
+when = [{ field = "json.level", equals = "warn" }]
+payload_fields = "all"
+continue = true
+
+[[mappings]]
+name = "cut"
+kind = "line"
+when = [{ field = "truncated", exists = true }]
+payload = { at = "{offset}", file = "{path}" }
+continue = true
+"#;
+    let texts = [
+        (r#"1.2.3.4 - - "GET / HTTP/1.1" 200 5 "a\tb""#, false, None),
+        (
+            r#"{"level":"warn","msg":"x","line":"inner"}"#,
+            false,
+            Some(json!({"level": "warn", "msg": "x", "line": "inner"})),
+        ),
+        ("cut h\u{e9}re", true, None),
+    ];
+    for rules in ["", rules] {
+        for (i, (text, truncated, json)) in texts.iter().enumerate() {
+            let offset = 120 * (i as u64 + 1);
+            let identity: [u8; 32] = std::array::from_fn(|b| (b + i) as u8);
+            let typed = Observation::line(
+                Arc::from("app"),
+                chrono::Utc::now(),
+                Line::new(
+                    (*text).to_owned(),
+                    Arc::new(Value::from("/var/log/app/access.log")),
+                    offset,
+                    *truncated,
+                    json.clone(),
+                    identity,
+                ),
+            );
+            let mut named = Observation::new(Arc::from("app"), "line")
+                .with("line", *text)
+                .with("path", "/var/log/app/access.log")
+                .with("offset", offset);
+            if *truncated {
+                named = named.with("truncated", true);
+            }
+            if let Some(json) = json {
+                named = named.with("json", json.clone());
+            }
+            named.identity = Some(identity.to_vec());
+            named.observed_at = typed.observed_at;
+            let bytes = |obs: Observation| -> Vec<(Uuid, Vec<u8>)> {
+                let mut out = Vec::new();
+                mapper(rules).map(obs, &mut out).expect("maps");
+                out.iter().map(|m| (m.id, m.json.to_vec())).collect()
+            };
+            let (a, b) = (bytes(typed), bytes(named));
+            let rule_events = usize::from(!rules.is_empty());
+            assert_eq!(
+                a.len(),
+                1 + rule_events,
+                "line {text:?}: one rule and the default"
+            );
+            assert_eq!(a, b, "rules {rules:?}, line {text:?}");
+        }
+    }
+}
+
 fn process_started(pid: u32) -> Observation {
     Observation::new(Arc::from("workers"), "process.started")
         .with("pid", pid)
@@ -1012,4 +1095,87 @@ fn the_hosts_own_events_are_on_the_host_and_not_related_to_it() {
     assert_eq!(e["resource"]["prefect.resource.name"], "h1");
     assert!(e["resource"].get("prefect.resource.role").is_none());
     assert_eq!(related_roles(&e), ["agent"]);
+}
+
+#[test]
+fn the_arena_reuses_a_block_once_its_events_are_gone() {
+    let mut arena = Arena::default();
+    let event = vec![b'x'; ARENA_BLOCK / 4];
+    let first: Vec<Bytes> = (0..4).map(|_| arena.keep(&event)).collect();
+    let first_block = first[0].as_ptr();
+    // The fifth does not fit: a second block, as the first is still used.
+    let second = arena.keep(b"{\"n\":5}");
+    assert_eq!(&second[..], b"{\"n\":5}");
+    assert!(first.iter().all(|e| e[..] == event[..]));
+    drop(first);
+    let more: Vec<Bytes> = (0..4).map(|_| arena.keep(&event)).collect();
+    // The second block filled up; the first, now unused, is taken again.
+    assert_eq!(more[3].as_ptr(), first_block);
+    assert_eq!(&second[..], b"{\"n\":5}", "what is kept never changes");
+    let big = vec![b'y'; ARENA_BLOCK * 2];
+    assert_eq!(&arena.keep(&big)[..], &big[..]);
+}
+
+/// A file's resource is written once and reused for its next lines; a
+/// line of another file, or an event of another rule, must never get it.
+#[test]
+fn a_reused_resource_is_always_the_lines_own() {
+    let rules = r#"
+[[mappings]]
+name = "web"
+kind = "line"
+when = [{ regex = "^web" }]
+resource = { id = "web.{path|basename}", labels = { "app.path" = "{path}" } }
+"#;
+    let at = chrono::Utc::now();
+    let obs = |path: &str, text: &str, offset: u64| {
+        let mut o = Observation::new(Arc::from("app"), "line")
+            .with("line", text)
+            .with("path", path)
+            .with("offset", offset);
+        o.observed_at = at;
+        o.identity = Some(offset.to_le_bytes().to_vec());
+        o
+    };
+    let sequence = [
+        ("/var/log/a.log", "one", 0),
+        ("/var/log/a.log", "web two", 10),
+        ("/var/log/a.log", "three", 20),
+        ("/var/log/b.log", "four", 30),
+        ("/var/log/a.log", "web five", 40),
+        ("/var/log/a.log", "six", 50),
+    ];
+    let mut shared = mapper(rules);
+    let mut last_on: std::collections::HashMap<String, Value> = Default::default();
+    for (path, text, offset) in sequence {
+        let mut reused = Vec::new();
+        shared
+            .map(obs(path, text, offset), &mut reused)
+            .expect("maps");
+        let mut alone = Vec::new();
+        mapper(rules)
+            .map(obs(path, text, offset), &mut alone)
+            .expect("maps");
+        let json = |out: &[Mapped]| -> Vec<Value> {
+            out.iter()
+                .map(|m| serde_json::from_slice::<Value>(&m.json).expect("json"))
+                .collect()
+        };
+        let (mut reused, alone) = (json(&reused), json(&alone));
+        // Only `follows` may differ: the shared mapper chains each
+        // resource's events, which needs the right resource id.
+        for event in &mut reused {
+            let resource = event["resource"]["prefect.resource.id"].to_string();
+            let follows = event.as_object_mut().and_then(|o| o.remove("follows"));
+            assert_eq!(follows.as_ref(), last_on.get(&resource), "{path} {text}");
+            last_on.insert(resource, event["id"].clone());
+        }
+        assert_eq!(reused, alone, "{path} {text}");
+        let want = if text.starts_with("web") {
+            format!("web.{}", path.rsplit('/').next().unwrap_or_default())
+        } else {
+            format!("herald.file.h1:{path}")
+        };
+        assert_eq!(reused[0]["resource"]["prefect.resource.id"], want.as_str());
+    }
 }

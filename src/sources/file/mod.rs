@@ -230,6 +230,9 @@ struct Source {
     handle: Handle,
     /// Read buffer shared by every file: reads are sequential.
     buf: Vec<u8>,
+    /// Lines in the last chunk read, to size the next batch: growing a
+    /// batch by doubling copies every observation in it several times.
+    batch_hint: usize,
     head: Vec<u8>,
     last_rescan: Instant,
 }
@@ -263,6 +266,7 @@ impl Source {
             cancel,
             handle,
             buf: Vec::new(),
+            batch_hint: 0,
             head: Vec::new(),
             last_rescan: now,
             config,
@@ -641,7 +645,9 @@ impl Source {
             let State::Reading(tail) = &mut t.state else {
                 continue;
             };
-            let mut out = Vec::new();
+            // With a margin: chunks hold a varying number of lines.
+            let hint = self.batch_hint + self.batch_hint / 4 + 16;
+            let mut out = Vec::with_capacity(hint.min(tail::MAX_BATCH_LINES));
             let outcome = match tail.read(&mut self.buf, &mut out) {
                 Ok(outcome) => {
                     t.failing = false;
@@ -652,6 +658,9 @@ impl Source {
                     continue;
                 }
             };
+            if !out.is_empty() {
+                self.batch_hint = out.len().min(tail::MAX_BATCH_LINES);
+            }
             match outcome {
                 Outcome::Data { .. } => {
                     t.last_growth = Instant::now();

@@ -9,7 +9,6 @@
 //! checkpoint to the first byte not covered by an emitted line. This
 //! module does not find files or decide when to read them.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -22,7 +21,7 @@ use serde_json::Value;
 use super::checkpoint::Store;
 use super::config::Multiline;
 use super::fingerprint::{Fingerprint, TAIL_CHECK_BYTES, TailCheck, line_hash};
-use crate::observation::{Observation, OnDurable};
+use crate::observation::{Line, Observation, OnDurable};
 
 /// Bytes read per `pread`. Large enough that syscalls do not matter, small
 /// enough that a batch of observations stays small in memory.
@@ -80,8 +79,9 @@ struct Record {
 /// One file being read.
 pub struct Tail {
     file: File,
-    /// The path lines are reported under (where the file was found).
-    path: Arc<str>,
+    /// The path lines are reported under (where the file was found), as
+    /// the JSON string every line shares.
+    path: Arc<Value>,
     fingerprint: Fingerprint,
     /// The checkpoint epoch callbacks carry (see `Store::claim`).
     epoch: u32,
@@ -130,7 +130,7 @@ impl Tail {
         let skipping = window_len > 0 && window[window_len - 1] != b'\n';
         Ok(Tail {
             file,
-            path,
+            path: Arc::new(Value::String(path.to_string())),
             fingerprint,
             epoch,
             store,
@@ -439,34 +439,20 @@ impl Tail {
             Ok(text) => text.to_owned(),
             Err(_) => String::from_utf8_lossy(bytes).into_owned(),
         };
-        let mut identity = Vec::with_capacity(32);
-        identity.extend_from_slice(&self.fingerprint.to_bytes());
-        identity.extend_from_slice(&offset.to_le_bytes());
-        identity.extend_from_slice(&line_hash(bytes).to_le_bytes());
+        let mut identity = [0u8; 32];
+        identity[..16].copy_from_slice(&self.fingerprint.to_bytes());
+        identity[16..24].copy_from_slice(&offset.to_le_bytes());
+        identity[24..].copy_from_slice(&line_hash(bytes).to_le_bytes());
         let json = if self.settings.json {
             parse_json_object(bytes)
         } else {
             None
         };
-        let mut fields: Vec<(Cow<'static, str>, Value)> =
-            Vec::with_capacity(3 + usize::from(truncated) + usize::from(json.is_some()));
-        fields.push((Cow::Borrowed("line"), Value::String(text)));
-        fields.push((Cow::Borrowed("path"), Value::String(self.path.to_string())));
-        fields.push((Cow::Borrowed("offset"), Value::from(offset)));
-        if truncated {
-            fields.push((Cow::Borrowed("truncated"), Value::Bool(true)));
-        }
-        if let Some(json) = json {
-            fields.push((Cow::Borrowed("json"), json));
-        }
-        Observation {
-            source: self.settings.source.clone(),
-            kind: Cow::Borrowed("line"),
-            fields,
-            observed_at: now,
-            identity: Some(identity),
-            on_durable: None,
-        }
+        Observation::line(
+            self.settings.source.clone(),
+            now,
+            Line::new(text, self.path.clone(), offset, truncated, json, identity),
+        )
     }
 }
 
@@ -623,9 +609,9 @@ mod tests {
         f.append(b"same\nsame\n");
         let (a, _) = drain(&mut f.tail(0));
         let (b, _) = drain(&mut f.tail(0));
-        assert_eq!(a[0].identity, b[0].identity);
-        assert_ne!(a[0].identity, a[1].identity);
-        assert_eq!(a[0].identity.as_ref().map(Vec::len), Some(32));
+        assert_eq!(a[0].identity_bytes(), b[0].identity_bytes());
+        assert_ne!(a[0].identity_bytes(), a[1].identity_bytes());
+        assert_eq!(a[0].identity_bytes().map(<[u8]>::len), Some(32));
     }
 
     #[test]
