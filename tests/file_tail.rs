@@ -309,6 +309,66 @@ fn rename_rotation_reads_the_old_file_to_its_end() {
     assert_one_id_per_line(&rig);
 }
 
+/// The `herald.file.*` events accepted so far, one per id, as (event, file
+/// name).
+fn file_events(rig: &Rig) -> Vec<(String, String)> {
+    let mut ids = std::collections::HashSet::new();
+    rig.endpoint
+        .accepted_events()
+        .iter()
+        .filter(|e| ids.insert(e["id"].to_string()))
+        .filter_map(|e| {
+            let name = e["event"].as_str()?;
+            let path = Path::new(e["payload"]["path"].as_str()?);
+            let file = path.file_name()?.to_string_lossy().into_owned();
+            name.starts_with("herald.file.")
+                .then(|| (name.to_owned(), file))
+        })
+        .collect()
+}
+
+#[test]
+fn a_rotation_seen_in_two_steps_is_a_rotation_and_loses_no_line() {
+    let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"\nwatch = true");
+    let path = rig.log("app.log");
+    let mut app = File::create(&path).expect("create");
+    let agent = rig.start();
+    let first = numbered("first", 50);
+    write_lines(&mut app, &first);
+    rig.wait_count(50);
+    fs::rename(&path, rig.log("app.log.1")).expect("rotate");
+    let late = numbered("late", 30);
+    write_lines(&mut app, &late);
+    // herald has handled the rename before the new file exists.
+    let renamed = ("herald.file.renamed".to_owned(), "app.log.1".to_owned());
+    assert!(
+        support::wait_until(LIMIT, || file_events(&rig).contains(&renamed)),
+        "no rename: {:?}",
+        file_events(&rig)
+    );
+    let mut fresh = File::create(&path).expect("create new");
+    let new = numbered("new", 40);
+    write_lines(&mut fresh, &new);
+    let lines = rig.wait_count(120);
+    let rotated = ("herald.file.rotated".to_owned(), "app.log".to_owned());
+    assert!(
+        support::wait_until(LIMIT, || file_events(&rig).contains(&rotated)),
+        "no rotation: {:?}",
+        file_events(&rig)
+    );
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "first"), first);
+    assert_eq!(texts(&lines, "late"), late);
+    assert_eq!(texts(&lines, "new"), new);
+    assert_eq!(rig.lines().len(), 120, "no line twice");
+    assert_one_id_per_line(&rig);
+    let events: Vec<(String, String)> = file_events(&rig)
+        .into_iter()
+        .filter(|(name, _)| name != "herald.file.modified")
+        .collect();
+    assert_eq!(events, [renamed, rotated]);
+}
+
 #[test]
 fn copytruncate_restarts_at_zero_and_its_loss_window_is_bounded() {
     let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"");
@@ -691,13 +751,44 @@ fn watch_reports_the_file_lifecycle() {
     wait_for("herald.file.truncated", "b.log");
     fs::remove_file(rig.log("b.log")).expect("delete");
     wait_for("herald.file.deleted", "b.log");
-    // Rotation: the path now names another file.
+    // Rotation: the path now names another file. herald may look between
+    // the rename and the creation or not; both are a rotation.
     fs::write(rig.log("c.log"), "first\n").expect("create");
     wait_for("herald.file.created", "c.log");
     fs::rename(rig.log("c.log"), rig.log("c.log.1")).expect("rotate");
     fs::write(rig.log("c.log"), "second\n").expect("create");
     wait_for("herald.file.rotated", "c.log");
+    // The rename surely seen alone before the new file appears.
+    fs::rename(rig.log("c.log"), rig.log("c.log.2")).expect("rotate");
+    wait_for("herald.file.renamed", "c.log.2");
+    fs::write(rig.log("c.log"), "third\n").expect("create");
+    assert!(
+        support::wait_until(LIMIT, || file_events(&rig)
+            .iter()
+            .filter(|(name, _)| name == "herald.file.rotated")
+            .count()
+            == 2),
+        "two rotations: {:?}",
+        file_events(&rig)
+    );
     rig.stop(agent);
+    // Each rotation reads as the old file moving away, then the new one
+    // arriving; c.log was created once only.
+    let about_c: Vec<(String, String)> = file_events(&rig)
+        .into_iter()
+        .filter(|(name, file)| file.starts_with("c.log") && name != "herald.file.modified")
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("created", "c.log"),
+        ("renamed", "c.log.1"),
+        ("rotated", "c.log"),
+        ("renamed", "c.log.2"),
+        ("rotated", "c.log"),
+    ]
+    .iter()
+    .map(|(name, file)| (format!("herald.file.{name}"), (*file).to_owned()))
+    .collect();
+    assert_eq!(about_c, expected);
 
     let created = rig
         .endpoint

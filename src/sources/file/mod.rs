@@ -36,6 +36,29 @@
 //! the window is the time to notice and read a write: milliseconds, or
 //! up to [`POLL_INTERVAL`](watch::POLL_INTERVAL) when polling.
 //!
+//! # Lifecycle events
+//!
+//! With `watch = true`, every rescan compares what the globs find with
+//! the files the source holds open (the files found at start-up are not
+//! reported):
+//! - `file.created`: a file appears at a path no file left lately;
+//! - `file.rotated`: a file appears at a path another file left (renamed
+//!   away or deleted) at most [`ROTATION_WINDOW`] or two `rescan_interval`s
+//!   earlier, whichever is longer, or by the rescan right after the one
+//!   that saw it leave, however late that comes;
+//! - `file.renamed`: a held file is found at another path, or leaves the
+//!   globs but still exists (`path` is where it is now, `from` where it
+//!   was);
+//! - `file.deleted`: a held file leaves the globs and has no name left;
+//! - `file.modified`: its size or mtime changed, at most once a second;
+//! - `file.truncated`: it got shorter, or was rewritten under the reader.
+//!
+//! A rotation (logrotate's create mode: rename, then create) is the old
+//! file's `file.renamed` (or `file.deleted`), then `file.rotated` for the
+//! path, in that order, whether one rescan sees both steps or one sees the
+//! rename and a later one the new file. Only a new file that comes later
+//! than the window is `file.created`.
+//!
 //! # Checkpoints and ids
 //!
 //! See [`checkpoint`]: offsets move only once the queue holds the lines
@@ -50,7 +73,7 @@ pub mod fingerprint;
 pub mod tail;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -82,6 +105,9 @@ pub const LINGER: Duration = Duration::from_secs(2);
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Least time between two `file.modified` observations of one file.
 const MODIFIED_DEBOUNCE: Duration = Duration::from_secs(1);
+/// A file appearing at a path another file left at most this long ago
+/// (or two `rescan_interval`s, if longer) is a rotation, not a creation.
+pub const ROTATION_WINDOW: Duration = Duration::from_secs(5);
 
 /// Starts the source on its own thread; the tracker waits for it.
 pub fn spawn(
@@ -187,6 +213,13 @@ struct Stat {
     mtime_ns: i128,
 }
 
+/// A path a tracked file left (renamed away, deleted): when, and in which
+/// rescan.
+struct Vacated {
+    at: Instant,
+    scan: u64,
+}
+
 /// One file the source has open.
 struct Tracked {
     /// Where it is now, as far as the last scan knows.
@@ -235,6 +268,10 @@ struct Source {
     batch_hint: usize,
     head: Vec<u8>,
     last_rescan: Instant,
+    /// Rescans done so far, to tell the first one after a departure.
+    scans: u64,
+    /// Paths files left lately: a new file there is a rotation.
+    vacated: HashMap<PathBuf, Vacated>,
 }
 
 impl Source {
@@ -269,6 +306,8 @@ impl Source {
             batch_hint: 0,
             head: Vec::new(),
             last_rescan: now,
+            scans: 0,
+            vacated: HashMap::new(),
             config,
         }
     }
@@ -376,10 +415,21 @@ impl Source {
         })
     }
 
+    /// How long after a file left a path a new file there is a rotation.
+    fn rotation_window(&self) -> Duration {
+        (2 * self.config.rescan_interval).max(ROTATION_WINDOW)
+    }
+
     /// Expands the globs, opens new files, notices renamed and vanished
-    /// ones.
+    /// ones. Departures (renamed, deleted) are reported before arrivals
+    /// (created, rotated), and whether an arrival is a rotation is decided
+    /// only once every departure of this scan is known, whatever order the
+    /// scan lists the paths in.
     fn rescan(&mut self, startup: bool) -> Result<(), Stop> {
-        self.last_rescan = Instant::now();
+        let now = Instant::now();
+        self.last_rescan = now;
+        self.scans += 1;
+        let scan = self.scans;
         self.watch.forget_missing();
         self.watch.ensure(&self.roots);
         let mut found = discover::scan(&self.config.paths, &self.config.exclude);
@@ -391,6 +441,8 @@ impl Source {
         }
         let mut present = HashSet::with_capacity(found.len());
         let mut events = Vec::new();
+        // New files: reported once this scan's departures are known.
+        let mut arrivals = Vec::new();
         for f in found {
             let key = (f.dev, f.ino);
             present.insert(key);
@@ -406,7 +458,9 @@ impl Source {
                                 .with("from", t.path.display().to_string()),
                         );
                     }
-                    t.path = f.path;
+                    self.vacated.remove(&f.path);
+                    let from = std::mem::replace(&mut t.path, f.path);
+                    self.vacated.insert(from, Vacated { at: now, scan });
                 }
                 continue;
             }
@@ -428,17 +482,8 @@ impl Source {
                 continue;
             }
             present.insert(key);
-            let replaced = self
-                .files
-                .values()
-                .any(|t| t.path == f.path && t.gone.is_none());
             if self.config.watch && !startup {
-                let kind = if replaced {
-                    "file.rotated"
-                } else {
-                    "file.created"
-                };
-                events.push(lifecycle(&self.name, kind, &f.path, &meta));
+                arrivals.push((f.path.clone(), meta.clone()));
             }
             let start = if startup && self.config.start_at == StartAt::End {
                 meta.len()
@@ -472,12 +517,13 @@ impl Source {
             );
             self.fingerprint(key);
         }
-        let now = Instant::now();
         for (key, t) in &mut self.files {
             if present.contains(key) || t.gone.is_some() {
                 continue;
             }
             t.gone = Some(now);
+            self.vacated
+                .insert(t.path.clone(), Vacated { at: now, scan });
             let meta = t.file().and_then(|f| f.metadata().ok());
             let deleted = meta.as_ref().is_none_or(|m| m.nlink() == 0);
             debug!(source = %self.name, path = %t.path.display(), deleted, "FileGone");
@@ -493,6 +539,20 @@ impl Source {
                 };
                 events.push(observation);
             }
+        }
+        // A departure stays a rotation's first half for the window, and
+        // until the scan after the one that saw it, however late that
+        // comes (the loop may have waited on a full pipeline meanwhile).
+        let window = self.rotation_window();
+        self.vacated
+            .retain(|_, v| now.duration_since(v.at) <= window || v.scan + 1 >= scan);
+        for (path, meta) in arrivals {
+            let kind = if self.vacated.remove(&path).is_some() {
+                "file.rotated"
+            } else {
+                "file.created"
+            };
+            events.push(lifecycle(&self.name, kind, &path, &meta));
         }
         self.emit(events)
     }
@@ -842,4 +902,213 @@ fn report_read_error(source: &Arc<str>, path: &Path, e: &io::Error, failing: &mu
         error!(source = %source, stage = "receiving", path = %path.display(), error = %e, "FileReadFailed: will retry");
     }
     *failing = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source over `dir/<glob>` with `watch = true`, driven scan by scan
+    /// from the test's thread.
+    struct Rig {
+        source: Source,
+        rx: tokio::sync::mpsc::Receiver<Vec<Observation>>,
+        _runtime: tokio::runtime::Runtime,
+        _wake: Receiver<()>,
+    }
+
+    impl Rig {
+        fn new(dir: &Path, glob: &str) -> Rig {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let mut config = FileConfig::new("app", &[&format!("{}/{glob}", dir.display())]);
+            config.watch = true;
+            config.tail = false;
+            config.rescan_interval = Duration::from_millis(200);
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let (wake_tx, wake) = sync_channel(1);
+            let name: Arc<str> = Arc::from("app");
+            let store = Arc::new(Store::empty(dir.join("state.json")));
+            let watch = Watch::start(name, wake_tx);
+            let source = Source::new(
+                config,
+                store,
+                Emitter::new(tx),
+                CancellationToken::new(),
+                runtime.handle().clone(),
+                watch,
+            );
+            let mut rig = Rig {
+                source,
+                rx,
+                _runtime: runtime,
+                _wake: wake,
+            };
+            assert!(rig.source.rescan(true).is_ok());
+            assert_eq!(rig.scan(), Vec::<(String, String)>::new());
+            rig
+        }
+
+        /// One rescan; the `file.*` kinds it reported, with their paths'
+        /// file names.
+        fn scan(&mut self) -> Vec<(String, String)> {
+            assert!(self.source.rescan(false).is_ok());
+            let mut out = Vec::new();
+            while let Ok(batch) = self.rx.try_recv() {
+                for o in batch {
+                    let path = o
+                        .field("path")
+                        .and_then(|p| p.as_str())
+                        .map(|p| {
+                            Path::new(p)
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                        })
+                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    out.push((o.kind.to_string(), path));
+                }
+            }
+            out
+        }
+
+        /// Makes every departure seen so far older than the rotation
+        /// window.
+        fn age_departures(&mut self) {
+            let long_ago = Instant::now()
+                .checked_sub(self.source.rotation_window() * 2)
+                .expect("an instant that long ago");
+            for v in self.source.vacated.values_mut() {
+                v.at = long_ago;
+            }
+        }
+    }
+
+    fn ev(kind: &str, name: &str) -> (String, String) {
+        (kind.to_owned(), name.to_owned())
+    }
+
+    #[test]
+    fn a_rotation_is_reported_as_such_when_both_steps_are_seen_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "one\n").expect("write");
+        let mut rig = Rig::new(dir.path(), "*.log");
+        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
+        std::fs::write(&log, "two\n").expect("write");
+        assert_eq!(
+            rig.scan(),
+            [
+                ev("file.renamed", "app.log.1"),
+                ev("file.rotated", "app.log")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rotation_is_reported_as_such_when_a_scan_falls_between_its_steps() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "one\n").expect("write");
+        let mut rig = Rig::new(dir.path(), "*.log");
+        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
+        assert_eq!(rig.scan(), [ev("file.renamed", "app.log.1")]);
+        std::fs::write(&log, "two\n").expect("write");
+        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
+    }
+
+    #[test]
+    fn a_rotation_to_a_name_the_globs_match_is_a_rotation_in_either_timing() {
+        // The rotated name sorts before the live one (dateext style), and
+        // the globs match both.
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        let old = dir.path().join("app-1.log");
+        std::fs::write(&log, "one\n").expect("write");
+        let mut rig = Rig::new(dir.path(), "*.log");
+        std::fs::rename(&log, &old).expect("rename");
+        std::fs::write(&log, "two\n").expect("write");
+        assert_eq!(
+            rig.scan(),
+            [
+                ev("file.renamed", "app-1.log"),
+                ev("file.rotated", "app.log")
+            ]
+        );
+        std::fs::remove_file(&old).expect("remove");
+        std::fs::rename(&log, &old).expect("rename");
+        assert_eq!(
+            rig.scan(),
+            [
+                ev("file.renamed", "app-1.log"),
+                ev("file.deleted", "app-1.log")
+            ]
+        );
+        std::fs::write(&log, "three\n").expect("write");
+        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
+    }
+
+    #[test]
+    fn a_file_deleted_and_created_again_soon_is_a_rotation() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "one\n").expect("write");
+        let mut rig = Rig::new(dir.path(), "*.log");
+        std::fs::remove_file(&log).expect("remove");
+        assert_eq!(rig.scan(), [ev("file.deleted", "app.log")]);
+        std::fs::write(&log, "two\n").expect("write");
+        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
+    }
+
+    #[test]
+    fn a_file_appearing_long_after_the_last_one_left_is_created() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "one\n").expect("write");
+        let mut rig = Rig::new(dir.path(), "*.log");
+        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
+        assert_eq!(rig.scan(), [ev("file.renamed", "app.log.1")]);
+        // Two scans later and past the window, the path is free.
+        assert_eq!(rig.scan(), []);
+        rig.age_departures();
+        std::fs::write(&log, "two\n").expect("write");
+        assert_eq!(rig.scan(), [ev("file.created", "app.log")]);
+    }
+
+    #[test]
+    fn the_first_scan_after_a_departure_still_sees_a_rotation_however_late() {
+        // The loop may have been held up (a full pipeline) between the
+        // scan that saw the rename and the one that sees the new file.
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "one\n").expect("write");
+        let mut rig = Rig::new(dir.path(), "*.log");
+        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
+        assert_eq!(rig.scan(), [ev("file.renamed", "app.log.1")]);
+        rig.age_departures();
+        std::fs::write(&log, "two\n").expect("write");
+        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
+    }
+
+    #[test]
+    fn a_file_renamed_back_is_renamed_not_rotated() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        let other = dir.path().join("other.log");
+        std::fs::write(&log, "one\n").expect("write");
+        let mut rig = Rig::new(dir.path(), "*.log");
+        std::fs::rename(&log, &other).expect("rename");
+        assert_eq!(rig.scan(), [ev("file.renamed", "other.log")]);
+        std::fs::rename(&other, &log).expect("rename back");
+        assert_eq!(rig.scan(), [ev("file.renamed", "app.log")]);
+        std::fs::write(&other, "two\n").expect("write");
+        assert_eq!(
+            rig.scan(),
+            [ev("file.rotated", "other.log")],
+            "other.log was left a moment ago"
+        );
+    }
 }
