@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::error::QueueError;
 use super::record::{self, Decoded, HEADER_LEN};
@@ -366,9 +366,7 @@ impl Drop for Reader {
 }
 
 fn read_bytes(file: &dyn ReadFile, offset: u64, len: u64) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len as usize);
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(buf.freeze())
+    Ok(Bytes::from(file.read_vec_at(offset, len as usize)?))
 }
 
 /// Reads records from `offset` up to `limit` (blocking), at most about

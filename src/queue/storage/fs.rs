@@ -1,10 +1,10 @@
 //! [`Storage`] on the real file system (`std::fs`).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use super::{ReadFile, Storage, WriteFile};
@@ -48,7 +48,10 @@ impl Storage for FsStorage {
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {
-        Ok(Arc::new(FsFile(File::open(path)?)))
+        Ok(Arc::new(FsReadFile {
+            file: File::open(path)?,
+            cursor: Mutex::new(()),
+        }))
     }
 
     fn times(&self, path: &Path) -> io::Result<(Option<SystemTime>, SystemTime)> {
@@ -110,12 +113,63 @@ impl WriteFile for FsFile {
     }
 }
 
-impl ReadFile for FsFile {
+/// A segment open for reading.
+struct FsReadFile {
+    file: File,
+    /// Held while the file's own position is used (seek, then read), so
+    /// concurrent reads through one handle do not move it under each other.
+    cursor: Mutex<()>,
+}
+
+impl ReadFile for FsReadFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        FileExt::read_at(&self.0, buf, offset)
+        FileExt::read_at(&self.file, buf, offset)
     }
 
     fn size(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Reads into the vector's spare capacity, which `Read::read_to_end`
+    /// does without zeroing it first (a positional read cannot, safely).
+    fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(len);
+        let _cursor = self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() < len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_vec_at_reads_exactly_what_read_exact_at_does() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("segment");
+        let mut file = FsStorage.create(&path).expect("create");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        file.append(&data).expect("append");
+        let read = FsStorage.open_read(&path).expect("open");
+        for (offset, len) in [(0, 10_000), (1, 0), (17, 4096), (9_000, 1_000)] {
+            let mut expected = vec![0; len];
+            read.read_exact_at(&mut expected, offset as u64)
+                .expect("read_exact_at");
+            let got = read.read_vec_at(offset as u64, len).expect("read_vec_at");
+            assert_eq!(got, expected, "offset {offset}, len {len}");
+            assert_eq!(got, data[offset..offset + len]);
+        }
+        // The cursor the read used does not disturb positional reads.
+        let mut byte = [0u8; 1];
+        read.read_exact_at(&mut byte, 5).expect("read_exact_at");
+        assert_eq!(byte[0], data[5]);
+        let short = read.read_vec_at(9_999, 2).expect_err("past the end");
+        assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
     }
 }
