@@ -235,8 +235,9 @@ fn transport_error(error: &reqwest::Error) -> String {
     text
 }
 
-/// rustls needs one process-wide crypto provider; herald uses ring.
-fn install_crypto_provider() {
+/// rustls needs one process-wide crypto provider; herald uses ring. Every
+/// TLS client (the sink's, the probe source's) calls this first.
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Fails only if another provider was installed first, which is

@@ -544,7 +544,7 @@ impl Prober {
                 timeout: config.timeout,
             }),
             Target::Http(url) => {
-                install_crypto_provider();
+                crate::sink::http::install_crypto_provider();
                 let mut builder = reqwest::Client::builder()
                     .user_agent(concat!("herald-probe/", env!("CARGO_PKG_VERSION")))
                     .timeout(config.timeout)
@@ -718,16 +718,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     text
-}
-
-/// rustls needs one process-wide crypto provider; herald uses ring.
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Fails only if a provider was installed first (the sink's), which
-        // is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// What is kept on disk: the last announced level and how many
