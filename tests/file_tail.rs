@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Herald, MockEndpoint, herald, write_config};
+use support::{Herald, MockEndpoint, agent_and_sink, herald, write_config};
 use tempfile::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -74,16 +74,7 @@ impl Rig {
             dir.path(),
             &format!(
                 r#"
-[agent]
-hostname = "test-host"
-shutdown_grace = "5s"
-
-[sink]
-url = "{url}"
-batch_timeout = "20ms"
-timeout = "2s"
-max_events_per_second = 0
-{extra}
+{head}{extra}
 
 [[sources.file]]
 name = "app"
@@ -91,7 +82,7 @@ fingerprint_timeout = "100ms"
 rescan_interval = "200ms"
 {source}
 "#,
-                url = endpoint.url(),
+                head = agent_and_sink(&endpoint.url()),
             ),
         );
         Rig {

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Herald, MockEndpoint, herald, prefect_rules, stop_agent, write_config};
+use support::{
+    Herald, MockEndpoint, agent_and_sink, herald, prefect_rules, stop_agent, write_config,
+};
 use tempfile::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -37,16 +39,7 @@ impl Rig {
             dir.path(),
             &format!(
                 r#"
-[agent]
-hostname = "test-host"
-shutdown_grace = "5s"
-
-[sink]
-url = "{url}"
-batch_timeout = "20ms"
-timeout = "2s"
-max_events_per_second = 0
-
+{head}
 [[sources.heartbeat]]
 name = "clock"
 interval = "500ms"
@@ -56,7 +49,7 @@ name = "host"
 interval = "200ms"
 {host}
 "#,
-                url = endpoint.url(),
+                head = agent_and_sink(&endpoint.url()),
             ),
         );
         Rig {

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::tls::{ClientAuth, Pki, TlsEndpoint};
-use support::{Herald, MockEndpoint, herald, prefect_rules, wait_until, write_config};
+use support::{
+    Herald, MockEndpoint, agent_and_sink, herald, prefect_rules, wait_until, write_config,
+};
 use tempfile::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -182,19 +184,10 @@ impl Rig {
             dir.path(),
             &format!(
                 r#"
-[agent]
-hostname = "test-host"
-shutdown_grace = "5s"
-
-[sink]
-url = "{url}"
-batch_timeout = "20ms"
-timeout = "2s"
-max_events_per_second = 0
-
+{head}
 {sources}
 "#,
-                url = endpoint.url(),
+                head = agent_and_sink(&endpoint.url()),
             ),
         );
         Rig {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Herald, MockEndpoint, herald, prefect_rules, write_config};
+use support::{Herald, MockEndpoint, agent_and_sink, herald, prefect_rules, write_config};
 use tempfile::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -94,23 +94,14 @@ impl Rig {
             dir.path(),
             &format!(
                 r#"
-[agent]
-hostname = "test-host"
-shutdown_grace = "5s"
-
-[sink]
-url = "{url}"
-batch_timeout = "20ms"
-timeout = "2s"
-max_events_per_second = 0
-
+{head}
 [[sources.heartbeat]]
 name = "beat"
 interval = "100ms"
 
 {sources}
 "#,
-                url = endpoint.url(),
+                head = agent_and_sink(&endpoint.url()),
             ),
         );
         Rig {

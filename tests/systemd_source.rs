@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Herald, MockEndpoint, herald, prefect_rules, stop_agent, wait_until, write_config};
+use support::{
+    Herald, MockEndpoint, agent_and_sink, herald, prefect_rules, stop_agent, wait_until,
+    write_config,
+};
 use tempfile::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -85,16 +88,7 @@ impl Rig {
             dir.path(),
             &format!(
                 r#"
-[agent]
-hostname = "test-host"
-shutdown_grace = "5s"
-
-[sink]
-url = "{url}"
-batch_timeout = "20ms"
-timeout = "2s"
-max_events_per_second = 0
-
+{head}
 [[sources.heartbeat]]
 name = "beat"
 interval = "200ms"
@@ -104,7 +98,7 @@ name = "units"
 interval = "200ms"
 {source}
 "#,
-                url = endpoint.url(),
+                head = agent_and_sink(&endpoint.url()),
             ),
         );
         Rig {

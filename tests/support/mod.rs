@@ -43,6 +43,24 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// The `[agent]` and `[sink]` tables most integration tests start from:
+/// host name `test-host`, and a sink posting to `url` without delay (20 ms
+/// batches, no rate limit). Further `[sink]` keys may follow it directly.
+pub fn agent_and_sink(url: &str) -> String {
+    format!(
+        r#"[agent]
+hostname = "test-host"
+shutdown_grace = "5s"
+
+[sink]
+url = "{url}"
+batch_timeout = "20ms"
+timeout = "2s"
+max_events_per_second = 0
+"#
+    )
+}
+
 /// Writes `toml` to `dir/herald.toml` and returns its path.
 ///
 /// # Panics
