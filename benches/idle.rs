@@ -18,13 +18,18 @@
 //! sleeps only a little longer than the bench runs, so none outlives it
 //! for long even if the bench itself is killed.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Endpoint, clock_ticks, cpu_ticks, rss_kib};
+
+/// Counted in each body: every event has exactly one.
+const EVENT_MARKER: &[u8] = b"\"occurred\":";
 
 fn main() {
     let seconds = env_u64("HERALD_BENCH_SECONDS", 60);
@@ -44,7 +49,7 @@ fn main() {
     let watched = work.path().join(&tag);
     std::fs::copy(sleep, &watched).expect("copy sleep");
 
-    let endpoint = Endpoint::start();
+    let endpoint = Endpoint::start(EVENT_MARKER);
     let host = host_source_usable(&bin, work.path(), &endpoint);
     println!(
         "idle bench: {seconds} s window after {warmup} s warm-up, herald {bin}\n  sources: {}process (1s), file (a line a second), heartbeat; sink: local HTTP endpoint",
@@ -284,15 +289,15 @@ fn run(
     };
 
     std::thread::sleep(Duration::from_secs(warmup));
-    let events_before = endpoint.events.load(Ordering::Relaxed);
-    let (cpu_before, threads_before) = (cpu_ticks(pid), cpu_by_thread(pid));
+    let events_before = endpoint.seen();
+    let (cpu_before, threads_before) = (cpu_ticks(pid), common::cpu_ticks_by_thread(pid));
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
-    let (cpu_after, threads_after) = (cpu_ticks(pid), cpu_by_thread(pid));
+    let (cpu_after, threads_after) = (cpu_ticks(pid), common::cpu_ticks_by_thread(pid));
     let elapsed = started.elapsed().as_secs_f64();
     let hz = clock_ticks();
-    let (peak_rss_kib, rss_kib) = rss(pid);
-    let events = endpoint.events.load(Ordering::Relaxed) - events_before;
+    let (peak_rss_kib, rss_kib) = rss_kib(pid);
+    let events = endpoint.seen() - events_before;
     let percent = |ticks: f64| ticks / hz / elapsed * 100.0;
     let mut threads: Vec<(String, f64)> = threads_after
         .iter()
@@ -316,124 +321,5 @@ fn run(
         rss_kib,
         events,
         threads,
-    }
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime, in clock ticks, from a stat file.
-fn stat_ticks(stat: &str) -> f64 {
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-        .sum()
-}
-
-fn cpu_ticks(pid: u32) -> f64 {
-    stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
-}
-
-/// CPU ticks of each thread, summed by thread name.
-fn cpu_by_thread(pid: u32) -> Vec<(String, f64)> {
-    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    for task in tasks.flatten() {
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        *by_name.entry(name.trim().to_owned()).or_default() += stat_ticks(&stat);
-    }
-    by_name.into_iter().collect()
-}
-
-/// (VmHWM, VmRSS) in KiB.
-fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// An HTTP/1.1 endpoint that reads each request, counts the events in its
-/// body and answers 204.
-struct Endpoint {
-    addr: std::net::SocketAddr,
-    events: Arc<AtomicU64>,
-}
-
-impl Endpoint {
-    fn start() -> Endpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let events = Arc::new(AtomicU64::new(0));
-        let counter = events.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let counter = counter.clone();
-                std::thread::spawn(move || serve(stream, &counter));
-            }
-        });
-        Endpoint { addr, events }
-    }
-}
-
-fn serve(stream: TcpStream, events: &AtomicU64) {
-    let Ok(mut out) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut head = String::new();
-    let mut body = Vec::new();
-    loop {
-        let mut length = 0usize;
-        let mut gzip = false;
-        head.clear();
-        loop {
-            let before = head.len();
-            match reader.read_line(&mut head) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = head[before..].trim_end().to_ascii_lowercase();
-            if line.is_empty() && before > 0 {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if line.starts_with("content-encoding:") && line.contains("gzip") {
-                gzip = true;
-            }
-        }
-        body.clear();
-        body.resize(length, 0);
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        if !gzip && let Ok(serde_json::Value::Array(batch)) = serde_json::from_slice(&body) {
-            events.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        if out
-            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-            .is_err()
-        {
-            return;
-        }
     }
 }

@@ -16,13 +16,13 @@
 //! Self-contained: the lines are generated here and the endpoint is the
 //! bench's own.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Endpoint, clock_ticks, cpu_ticks, rss_kib};
 
 const GIB: u64 = 1 << 30;
 const MARKER: &[u8] = b"\"line\":";
@@ -150,7 +150,7 @@ fn run(
     bytes: u64,
     staged: Option<&Path>,
 ) -> Result {
-    let endpoint = Endpoint::start();
+    let endpoint = Endpoint::start(MARKER);
     let data = work.join(format!(
         "data-{}",
         logs.file_name().map_or("x".into(), |n| n.to_string_lossy())
@@ -193,7 +193,7 @@ start_at = "beginning"
     let pid = child.id();
     let writers = staged.map(|staged| write_concurrently(staged, logs));
     let deadline = started + Duration::from_secs(1800);
-    while endpoint.lines.load(Ordering::Relaxed) < lines {
+    while endpoint.seen() < lines {
         assert!(
             Instant::now() < deadline,
             "herald did not deliver every line in 30 minutes"
@@ -201,9 +201,14 @@ start_at = "beginning"
         std::thread::sleep(Duration::from_millis(5));
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_time(pid);
-    let threads = cpu_by_thread(pid);
-    let peak_rss_kib = peak_rss(pid);
+    let hz = clock_ticks();
+    let cpu = Duration::from_secs_f64(cpu_ticks(pid) / hz);
+    let mut threads: Vec<(String, Duration)> = common::cpu_ticks_by_thread(pid)
+        .into_iter()
+        .map(|(name, ticks)| (name, Duration::from_secs_f64(ticks / hz)))
+        .collect();
+    threads.sort_by_key(|t| std::cmp::Reverse(t.1));
+    let (peak_rss_kib, _) = rss_kib(pid);
     if let Some(writers) = writers {
         for w in writers {
             let _ = w.join();
@@ -216,7 +221,7 @@ start_at = "beginning"
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&data);
     Result {
-        lines: endpoint.lines.load(Ordering::Relaxed),
+        lines: endpoint.seen(),
         bytes,
         elapsed,
         cpu,
@@ -260,154 +265,6 @@ fn write_concurrently(staged: &Path, logs: &Path) -> Vec<std::thread::JoinHandle
             })
         })
         .collect()
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    Duration::from_secs_f64(ticks / clock_ticks())
-}
-
-/// utime + stime of each thread of a process, summed by thread name
-/// (the file source is `herald-file-<name>`, the queue writer
-/// `herald-queue-wr…`, the async workers `tokio-runtime-w`).
-fn cpu_by_thread(pid: u32) -> Vec<(String, Duration)> {
-    let mut by_name: std::collections::BTreeMap<String, Duration> = Default::default();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    for task in tasks.flatten() {
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let tid: u32 = task.file_name().to_string_lossy().parse().unwrap_or(0);
-        let stat =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-            .sum();
-        *by_name.entry(name.trim().to_owned()).or_default() +=
-            Duration::from_secs_f64(ticks / clock_ticks());
-    }
-    let mut threads: Vec<(String, Duration)> = by_name.into_iter().collect();
-    threads.sort_by_key(|t| std::cmp::Reverse(t.1));
-    threads
-}
-
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// An HTTP/1.1 endpoint that reads each request body, counts the lines in
-/// it and answers 204: the cheapest server herald could post to.
-struct Endpoint {
-    addr: std::net::SocketAddr,
-    lines: Arc<AtomicU64>,
-}
-
-impl Endpoint {
-    fn start() -> Endpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let lines = Arc::new(AtomicU64::new(0));
-        let counter = lines.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let counter = counter.clone();
-                std::thread::spawn(move || serve(stream, &counter));
-            }
-        });
-        Endpoint { addr, lines }
-    }
-}
-
-fn serve(stream: TcpStream, lines: &AtomicU64) {
-    let Ok(mut out) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, stream);
-    let mut head = String::new();
-    let mut body = Vec::new();
-    let finder = memchr::memmem::Finder::new(MARKER);
-    loop {
-        let mut length = 0usize;
-        let mut chunked = false;
-        head.clear();
-        loop {
-            let before = head.len();
-            match reader.read_line(&mut head) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = head[before..].trim_end().to_ascii_lowercase();
-            if line.is_empty() && before > 0 {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if line.starts_with("transfer-encoding:") && line.contains("chunked") {
-                chunked = true;
-            }
-            if line.starts_with("expect:") && line.contains("100-continue") {
-                let _ = out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
-        }
-        body.clear();
-        if chunked {
-            loop {
-                let mut size = String::new();
-                if reader.read_line(&mut size).unwrap_or(0) == 0 {
-                    return;
-                }
-                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                let start = body.len();
-                body.resize(start + n + 2, 0);
-                if reader.read_exact(&mut body[start..]).is_err() {
-                    return;
-                }
-                body.truncate(start + n);
-                if n == 0 {
-                    break;
-                }
-            }
-        } else {
-            body.resize(length, 0);
-            if reader.read_exact(&mut body).is_err() {
-                return;
-            }
-        }
-        let n = finder.find_iter(&body).count() as u64;
-        lines.fetch_add(n, Ordering::Relaxed);
-        if out
-            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-            .is_err()
-        {
-            return;
-        }
-    }
 }
 
 /// A small xorshift generator: the bench needs variety, not quality.
