@@ -210,17 +210,7 @@ impl Rig {
 
     /// The probe events accepted so far, one per id, in arrival order.
     fn events(&self) -> Vec<Value> {
-        let mut seen = std::collections::BTreeSet::new();
-        self.endpoint
-            .accepted_events()
-            .into_iter()
-            .filter(|e| {
-                e["event"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("herald.probe."))
-            })
-            .filter(|e| seen.insert(e["id"].as_str().unwrap_or_default().to_owned()))
-            .collect()
+        self.endpoint.distinct_events("herald.probe.")
     }
 
     /// Every probe event accepted, copies included: a restart that

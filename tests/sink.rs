@@ -59,12 +59,7 @@ fn ids(events: &[Value]) -> Vec<String> {
 
 /// Events accepted, each id once (as Prefect keeps the first copy).
 fn delivered(endpoint: &MockEndpoint) -> Vec<Value> {
-    let mut seen = HashSet::new();
-    endpoint
-        .accepted_events()
-        .into_iter()
-        .filter(|e| seen.insert(e["id"].as_str().unwrap_or_default().to_owned()))
-        .collect()
+    endpoint.distinct_events("")
 }
 
 #[test]

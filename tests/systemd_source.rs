@@ -156,17 +156,7 @@ interval = "200ms"
 
     /// The systemd events accepted so far, one per id, in arrival order.
     fn events(&self) -> Vec<Value> {
-        let mut seen = std::collections::BTreeSet::new();
-        self.endpoint
-            .accepted_events()
-            .into_iter()
-            .filter(|e| {
-                e["event"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("herald.systemd."))
-            })
-            .filter(|e| seen.insert(e["id"].as_str().unwrap_or_default().to_owned()))
-            .collect()
+        self.endpoint.distinct_events("herald.systemd.")
     }
 
     /// (event, unit) of every systemd event so far.

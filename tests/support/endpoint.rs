@@ -295,6 +295,18 @@ impl MockEndpoint {
             .collect()
     }
 
+    /// What Prefect would keep of the accepted events: the first copy of
+    /// each id, in arrival order, of those whose name starts with
+    /// `prefix` ("" for all).
+    pub fn distinct_events(&self, prefix: &str) -> Vec<Value> {
+        let mut seen = std::collections::HashSet::new();
+        self.accepted_events()
+            .into_iter()
+            .filter(|e| e["event"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .filter(|e| seen.insert(e["id"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
     /// How many TCP connections have been accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.next_connection.load(Ordering::SeqCst)
