@@ -364,41 +364,15 @@ async fn cpu_and_memory_thresholds_do_not_flap() {
     let mut seen = Vec::new();
     // Ten minutes wobbling around 90% of a core: one cpu-high.
     for i in 0..600u64 {
-        rig.advance(1).await;
         let busy = if i % 7 == 3 { 85 } else { 95 };
-        rig.proc
-            .processes
-            .get_mut(&80)
-            .expect("runs")
-            .stat
-            .cpu_ticks += busy;
-        for o in rig.tick() {
-            seen.push((
-                o.kind.to_string(),
-                o.identity.clone(),
-                field(&o, "cpu_percent").clone(),
-            ));
-        }
+        busy_second(&mut rig, 80, busy, &mut seen).await;
     }
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].0, "process.cpu-high");
     assert_eq!(seen[0].2, json!(95.0));
     // Between clear and high: still high. Below clear for 3 s: normal.
     for busy in [80, 80, 60, 60, 60, 60] {
-        rig.advance(1).await;
-        rig.proc
-            .processes
-            .get_mut(&80)
-            .expect("runs")
-            .stat
-            .cpu_ticks += busy;
-        for o in rig.tick() {
-            seen.push((
-                o.kind.to_string(),
-                o.identity.clone(),
-                field(&o, "cpu_percent").clone(),
-            ));
-        }
+        busy_second(&mut rig, 80, busy, &mut seen).await;
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[1].0, "process.cpu-normal");
@@ -652,4 +626,28 @@ fn builtin_redactions_keep_what_is_not_secret() {
         regex::Regex::new(r"\d{4}-\d{4}").expect("valid"),
     )];
     assert_eq!(redact("card 1234-5678 ok", &custom), "card *** ok");
+}
+
+/// One second in which process `pid` used `ticks` clock ticks of CPU;
+/// records (kind, identity, cpu_percent) of what the tick emitted.
+async fn busy_second(
+    rig: &mut Rig,
+    pid: u32,
+    ticks: u64,
+    seen: &mut Vec<(String, Option<Vec<u8>>, Value)>,
+) {
+    rig.advance(1).await;
+    rig.proc
+        .processes
+        .get_mut(&pid)
+        .expect("runs")
+        .stat
+        .cpu_ticks += ticks;
+    for o in rig.tick() {
+        seen.push((
+            o.kind.to_string(),
+            o.identity.clone(),
+            field(&o, "cpu_percent").clone(),
+        ));
+    }
 }
