@@ -125,16 +125,14 @@ pub async fn run(
 
     let (observation_tx, observation_rx) = mpsc::channel(OBSERVATION_CHANNEL);
     let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL);
-    let mapper = tokio::spawn(map_all(
-        Mapper::new(
-            identity.clone(),
-            &config.mappings,
-            Some(&data_dir.state_dir()),
-        ),
-        observation_rx,
-        event_tx,
-        stats.clone(),
-    ));
+    let mut mapper = Mapper::new(
+        identity.clone(),
+        &config.mappings,
+        Some(&data_dir.state_dir()),
+    );
+    // The queue stores the parts events repeat once per segment.
+    mapper.share_repeated_parts();
+    let mapper = tokio::spawn(map_all(mapper, observation_rx, event_tx, stats.clone()));
     let max_append_bytes =
         usize::try_from((config.queue.max_bytes / 4).min(APPEND_MAX_BYTES)).unwrap_or(usize::MAX);
     let appender = tokio::spawn(append_all(

@@ -69,6 +69,13 @@ fn sigkill_at_random_moments_loses_nothing_that_was_queued() {
             .env("HERALD_AGENT_DATA_DIR", &data_dir)
             .spawn();
         agent.wait_for_stderr_line(|l| l.contains("AgentStarted"), LIMIT);
+        // "AgentStarted" is logged once the started event is on its way,
+        // not yet queued: wait until the queue holds it, so that every run
+        // leaves something to check.
+        assert!(
+            support::wait_until(LIMIT, || queued(&data_dir).len() > kept.len()),
+            "round {round}: the started event was never queued"
+        );
         // The point of the test is to kill at an arbitrary moment.
         std::thread::sleep(Duration::from_millis(random_ms(400)));
         agent.sigkill();

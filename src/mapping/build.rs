@@ -31,6 +31,7 @@ use crate::event::{
     RESOURCE_ROLE,
 };
 use crate::identity::Identity;
+use crate::queue;
 
 /// Why an event could not be built.
 #[derive(Debug)]
@@ -197,6 +198,9 @@ pub(crate) struct Plan {
     related: Vec<Labels>,
     /// The built-in related resources, already written, comma-separated.
     builtin_related: Box<[u8]>,
+    /// `builtin_related` as a shared part of the queue, once the mapper
+    /// writes for it.
+    related_part: Option<u32>,
     payload: Payload,
     follows: bool,
 }
@@ -292,6 +296,7 @@ impl Base<'_> {
                 resource: Labels::new(self.file_resource()),
                 related: Vec::new(),
                 builtin_related: self.builtin_related(true),
+                related_part: None,
                 payload: Payload {
                     entries: ["line", "offset", "truncated"]
                         .into_iter()
@@ -312,6 +317,7 @@ impl Base<'_> {
                 resource: Labels::new(self.file_resource()),
                 related: Vec::new(),
                 builtin_related: self.builtin_related(true),
+                related_part: None,
                 payload: Payload {
                     entries: Vec::new(),
                     fields: FieldSelection::All,
@@ -329,6 +335,7 @@ impl Base<'_> {
                 resource: Labels::new(self.agent_resource()),
                 related: Vec::new(),
                 builtin_related: self.builtin_related(false),
+                related_part: None,
                 payload: Payload {
                     entries: Vec::new(),
                     fields: FieldSelection::All,
@@ -396,6 +403,7 @@ impl Base<'_> {
             related,
             // The host is not related to its own events.
             builtin_related: self.builtin_related_of(!is_host(spec), true),
+            related_part: None,
             payload: Payload {
                 entries: Vec::new(),
                 fields: FieldSelection::All,
@@ -503,6 +511,13 @@ pub(crate) struct Scratch {
     resource_id: String,
     /// The last resource written from labels that depend on `path` alone.
     resource: ResourceMemo,
+    /// Events are written for the queue, with references to shared parts
+    /// (see `queue::shared`) in place of the resource and related
+    /// resources they repeat.
+    pub share: bool,
+    /// Bytes the references of the event being written stand for, beyond
+    /// their own: its full size is what counts against the limit.
+    shared_extra: usize,
 }
 
 /// A resource as written for one path: the lines of a file share it, and
@@ -516,6 +531,8 @@ struct ResourceMemo {
     path: String,
     json: Vec<u8>,
     id: String,
+    /// `json` as a shared part, when sharing.
+    part: Option<u32>,
 }
 
 /// What building needs besides the plan.
@@ -530,6 +547,12 @@ pub(crate) struct Build<'a, 'b> {
 }
 
 impl Plan {
+    /// Registers the built-in related resources as a shared part of the
+    /// queue, for a mapper that writes with references.
+    pub fn share_related(&mut self) {
+        self.related_part = queue::shared::intern(&self.builtin_related);
+    }
+
     /// Appends the event to `out`, or leaves `out` as it was.
     pub fn write(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
         let start = out.len();
@@ -556,6 +579,13 @@ impl Plan {
                 }
             },
         };
+        let prefix = if b.scratch.share {
+            out.extend_from_slice(&[queue::shared::MARK, queue::shared::WITH_REFS]);
+            b.scratch.shared_extra = 0;
+            2
+        } else {
+            0
+        };
         out.extend_from_slice(b"{\"occurred\":");
         json::write_timestamp(out, &occurred);
         out.extend_from_slice(b",\"event\":");
@@ -581,7 +611,13 @@ impl Plan {
             if written > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&self.builtin_related);
+            match self.related_part.filter(|_| b.scratch.share) {
+                Some(id) => {
+                    queue::shared::write_ref(out, id);
+                    b.scratch.shared_extra += self.builtin_related.len() - queue::shared::REF_LEN;
+                }
+                None => out.extend_from_slice(&self.builtin_related),
+            }
         }
         out.extend_from_slice(b"],\"payload\":");
         self.payload.write(b.scope, out)?;
@@ -596,7 +632,7 @@ impl Plan {
                 json::write_uuid(out, previous);
             }
             out.push(b'}');
-            let bytes = out.len() - start;
+            let bytes = out.len() - start - prefix + b.scratch.shared_extra;
             if bytes > MAX_EVENT_BYTES {
                 too_large = Some(bytes);
             }
@@ -677,7 +713,13 @@ fn write_resource(
     let key = std::ptr::from_ref(labels) as usize;
     let memo = &b.scratch.resource;
     if memo.labels == key && memo.path == path {
-        out.extend_from_slice(&memo.json);
+        match memo.part.filter(|_| b.scratch.share) {
+            Some(id) => {
+                queue::shared::write_ref(out, id);
+                b.scratch.shared_extra += memo.json.len() - queue::shared::REF_LEN;
+            }
+            None => out.extend_from_slice(&memo.json),
+        }
         b.scratch.resource_id.clone_from(&memo.id);
         return Ok(());
     }
@@ -690,6 +732,11 @@ fn write_resource(
     memo.json.clear();
     memo.json.extend_from_slice(&out[start..]);
     memo.id.clone_from(&b.scratch.resource_id);
+    memo.part = if b.scratch.share {
+        queue::shared::intern(&memo.json)
+    } else {
+        None
+    };
     Ok(())
 }
 

@@ -99,7 +99,8 @@ pub struct MappingConfig {
 pub struct Mapped {
     /// The event's id.
     pub id: Uuid,
-    /// The event's JSON, validated and within the size limit. Events
+    /// The event's JSON, validated and within the size limit (in the
+    /// queue's format after [`Mapper::share_repeated_parts`]). Events
     /// share larger blocks of memory (see [`Arena`]), so that one event
     /// costs no allocation of its own.
     pub json: Bytes,
@@ -299,6 +300,20 @@ impl Mapper {
             since_flush_check: 0,
             event: Vec::new(),
             arena: Arena::default(),
+        }
+    }
+
+    /// From now on, writes events for the queue: the resource and related
+    /// resources they repeat become references to shared parts (see
+    /// [`crate::queue::shared`]), which the queue stores once per segment
+    /// and its reader puts back. [`Mapped::json`] is then in the queue's
+    /// format, not JSON; what leaves the queue is byte for byte the event
+    /// a mapper without this writes.
+    pub fn share_repeated_parts(&mut self) {
+        self.scratch.share = true;
+        let plans = self.rules.iter_mut().flat_map(|r| &mut r.plans);
+        for plan in self.defaults.iter_mut().chain(plans) {
+            plan.share_related();
         }
     }
 

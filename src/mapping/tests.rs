@@ -1179,3 +1179,109 @@ resource = { id = "web.{path|basename}", labels = { "app.path" = "{path}" } }
         assert_eq!(reused[0]["resource"]["prefect.resource.id"], want.as_str());
     }
 }
+
+/// What a sharing mapper wrote, with its shared parts put back as the
+/// queue's reader does.
+fn put_back(json: &[u8]) -> Vec<u8> {
+    use crate::queue::shared;
+    assert!(shared::has_refs(json), "written in the queue's format");
+    let parts: std::collections::HashMap<u32, Bytes> = shared::refs(json)
+        .map(|id| {
+            let id = id.expect("well-formed reference");
+            let def = shared::definition(id).expect("registered");
+            let (_, part) = shared::as_definition(&def).expect("a definition");
+            (id, Bytes::copy_from_slice(part))
+        })
+        .collect();
+    let mut whole = Vec::new();
+    shared::expand(json, &parts, &mut whole).expect("every part known");
+    whole
+}
+
+#[test]
+fn events_written_for_the_queue_come_back_byte_for_byte() {
+    let rules = r#"
+[[mappings]]
+name = "web"
+kind = "line"
+when = [{ regex = "^web" }]
+resource = { id = "web.{path|basename}", labels = { "app.path" = "{path}" } }
+related = [{ id = "team.{path|basename}", role = "team" }]
+continue = true
+"#;
+    let at = chrono::Utc::now();
+    let observations = || {
+        let mut all: Vec<Observation> = [
+            ("/var/log/a.log", "web one"),
+            ("/var/log/a.log", "two"),
+            ("/var/log/b.log", "web three \"quoted\""),
+            ("/var/log/a.log", "four"),
+            ("/var/log/b.log", "five"),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (path, text))| {
+            Observation::new(Arc::from("app"), "line")
+                .with("line", text)
+                .with("path", path)
+                .with("offset", i as u64 * 10)
+        })
+        .collect();
+        all.push(process_started(4242));
+        all.push(Observation::new(Arc::from("hb"), "agent.heartbeat").with("uptime_seconds", 5));
+        for (i, obs) in all.iter_mut().enumerate() {
+            obs.observed_at = at;
+            obs.identity = Some(i.to_le_bytes().to_vec());
+        }
+        all
+    };
+    let mut plain = mapper(rules);
+    let mut sharing = mapper(rules);
+    sharing.share_repeated_parts();
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    for obs in observations() {
+        plain.map(obs, &mut want).expect("maps");
+    }
+    for obs in observations() {
+        sharing.map(obs, &mut got).expect("maps");
+    }
+    assert_eq!(got.len(), want.len());
+    let mut saved = 0;
+    for (got, want) in got.iter().zip(&want) {
+        assert_eq!(got.id, want.id);
+        let whole = put_back(&got.json);
+        assert_eq!(
+            String::from_utf8_lossy(&whole),
+            String::from_utf8_lossy(&want.json)
+        );
+        saved += want.json.len().saturating_sub(got.json.len());
+    }
+    assert!(
+        saved > want.len() * 200,
+        "resources and related resources are references: {saved} bytes saved"
+    );
+}
+
+#[test]
+fn a_shared_event_counts_its_full_size_against_the_limit() {
+    let mut m = mapper("");
+    m.share_repeated_parts();
+    // Just over the limit in full, well under it once the host and agent
+    // are references.
+    let at = chrono::Utc::now();
+    let obs = |pad: usize| {
+        let mut o =
+            Observation::new(Arc::from("hb"), "agent.heartbeat").with("big", "x".repeat(pad));
+        o.observed_at = at;
+        o
+    };
+    let mut out = Vec::new();
+    // The second event follows the first, as the next ones will.
+    m.map(obs(0), &mut out).expect("maps");
+    m.map(obs(0), &mut out).expect("maps");
+    let whole = put_back(&out[1].json).len();
+    let pad = event::MAX_EVENT_BYTES - whole + 1;
+    let error = m.map(obs(pad), &mut out).expect_err("too large");
+    assert_eq!(error.error.rule(), "too_large");
+    m.map(obs(pad - 12), &mut out).expect("fits");
+}

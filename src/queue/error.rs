@@ -40,6 +40,10 @@ pub enum QueueError {
         /// The payload's length.
         len: usize,
     },
+    /// A payload that begins like the queue's own definition records
+    /// (see the `shared` module); JSON never does.
+    #[error("a record payload may not begin with the bytes 0x00 0x44")]
+    ReservedPayload,
     /// `ack` named a seq the reader has not handed out yet.
     #[error("ack up to seq {up_to} is beyond the last record read (seq {last_read})")]
     AckBeyondRead {

@@ -5,6 +5,7 @@
 //! they work on a stopped agent's data_dir. On a running agent they show a
 //! moment's state, possibly with a tail being written counted as torn.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,7 @@ use super::error::QueueError;
 use super::ledger::LedgerStatus;
 use super::reader::Record;
 use super::recovery::survey;
+use super::shared;
 use super::storage::FsStorage;
 
 /// One segment file.
@@ -112,8 +114,9 @@ pub fn inspect(queue_dir: &Path) -> Result<Inspection, QueueError> {
     Ok(out)
 }
 
-/// The first `limit` unacked records in `queue_dir`, in order, without
-/// changing anything.
+/// The first `limit` unacked records in `queue_dir`, in order, whole
+/// (shared parts put back), without changing anything. Definitions of
+/// shared parts are not listed.
 ///
 /// # Errors
 /// The directory cannot be listed.
@@ -122,10 +125,27 @@ pub fn unacked_records(queue_dir: &Path, limit: usize) -> Result<Vec<Record>, Qu
     if limit == 0 {
         return Ok(out);
     }
+    // Definitions seen so far: a later one of an id replaces an earlier
+    // one, as it does for the reader.
+    let mut parts = HashMap::new();
     survey(&FsStorage, queue_dir, |r| {
+        if let Some((id, part)) = shared::as_definition(r.payload) {
+            parts.insert(id, Bytes::copy_from_slice(part));
+            return true;
+        }
+        let payload = if shared::has_refs(r.payload) {
+            let mut whole = Vec::new();
+            if shared::expand(r.payload, &parts, &mut whole).is_err() {
+                // Damaged: the reader would skip it too.
+                return true;
+            }
+            Bytes::from(whole)
+        } else {
+            Bytes::copy_from_slice(r.payload)
+        };
         out.push(Record {
             seq: r.seq,
-            payload: Bytes::copy_from_slice(r.payload),
+            payload,
         });
         out.len() < limit
     })?;

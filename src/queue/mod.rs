@@ -3,7 +3,9 @@
 //! Every event is appended here before anything is sent, and stays until
 //! the endpoint has accepted it. This module owns the files under
 //! `<data_dir>/queue/`; it does not know what an event is (payloads are
-//! opaque bytes, in practice the event's final JSON) nor how it is sent.
+//! opaque bytes, in practice the event's final JSON) nor how it is sent,
+//! with one exception: parts that many payloads repeat can be stored once
+//! per segment and referenced ([`shared`]); the reader puts them back.
 //!
 //! # On-disk format
 //!
@@ -24,6 +26,11 @@
 //! the seq through which everything was delivered (format in
 //! [`ledger`]'s doc); it is replaced atomically (temp file, fsync, rename,
 //! fsync of the directory). Files are created 0600.
+//!
+//! A payload that begins with a NUL byte is in the format of [`shared`]: a
+//! definition of a shared part, or a record referring to parts. Both are
+//! ordinary records to everything above (checksums, seqs, recovery,
+//! acks); definitions count in the depth and are never handed out.
 //!
 //! # Invariants
 //!
@@ -101,8 +108,10 @@
 //! on any file content; it logs one `QueueRecovered` line and reports the
 //! same counts in [`Recovery`] and [`QueueMetrics::recovery`]. Payloads are
 //! assumed not to contain a whole valid record of this format with a
-//! plausible seq (JSON cannot: it has no NUL bytes), which is the only way
-//! resynchronization could be misled.
+//! plausible seq (JSON cannot: it has no NUL bytes, and a reference to a
+//! shared part is five bytes), which is the only way resynchronization
+//! could be misled. A record whose shared part was lost to damage is
+//! skipped and counted like a damaged one when it is read.
 //!
 //! # Age of the oldest record
 //!
@@ -124,6 +133,7 @@ mod reader;
 mod record;
 mod recovery;
 mod segment;
+pub mod shared;
 mod state;
 pub mod storage;
 pub(crate) mod writer;
@@ -403,6 +413,9 @@ impl Queue {
         for r in &records {
             if r.len() > record::MAX_PAYLOAD_LEN {
                 return Err(QueueError::RecordTooLarge { len: r.len() });
+            }
+            if shared::reserved(r) {
+                return Err(QueueError::ReservedPayload);
             }
             bytes += record::encoded_len(r.len());
         }

@@ -10,8 +10,14 @@
 //! of records costs memory and copying for nothing. A short guess only
 //! makes a smaller batch. All of its state changes happen after its last
 //! `.await`, which is what makes `next_batch` safe to cancel.
+//!
+//! Records with references to shared parts (see [`super::shared`]) are put
+//! back together here, from the definitions met earlier in the segment, so
+//! the payloads handed out are whole. A reader that starts in the middle of
+//! a segment (after a restart, or after the head moved) first collects the
+//! definitions before that point.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -23,6 +29,7 @@ use bytes::Bytes;
 use super::error::QueueError;
 use super::record::{self, Decoded, HEADER_LEN};
 use super::segment::{self, Window};
+use super::shared::{self, Unresolved};
 use super::state::{Core, Counters, lock};
 use super::storage::ReadFile;
 
@@ -68,6 +75,18 @@ pub struct Reader {
     /// batch of `max_events` small records does not read (and allocate)
     /// up to `max_bytes` only to use a fraction of it.
     avg_record: u64,
+    /// The shared parts defined in the segment being read, up to where
+    /// it was read; `None` while a read is in flight or after one was
+    /// cancelled (then they are collected again).
+    parts: Option<Parts>,
+}
+
+/// The shared parts a segment defines before an offset.
+#[derive(Default)]
+struct Parts {
+    first_seq: u64,
+    upto: u64,
+    map: HashMap<u32, Bytes>,
 }
 
 struct Plan {
@@ -91,12 +110,26 @@ enum Step {
 enum Chunk {
     Records {
         bytes: Bytes,
-        /// Seq, payload range in `bytes`, end offset in the segment.
-        recs: Vec<(u64, Range<usize>, u64)>,
+        /// Payloads put back together from shared parts.
+        expanded: Bytes,
+        /// Seq, what it holds, end offset in the segment.
+        recs: Vec<(u64, Held, u64)>,
     },
     /// Damage the writer did not leave (the disk changed under us):
     /// resume at this offset (or the segment's end), having lost records.
     Damaged { resume: Option<u64>, lost: u64 },
+}
+
+/// What a record read holds.
+enum Held {
+    /// A payload: this range of the bytes read.
+    Plain(Range<usize>),
+    /// A payload: this range of the expanded bytes.
+    Expanded(Range<usize>),
+    /// A shared part's definition, nothing to hand out.
+    Definition,
+    /// A record whose shared parts are unknown: reported and skipped.
+    Unresolved(Unresolved),
 }
 
 impl Reader {
@@ -115,6 +148,7 @@ impl Reader {
             unpersisted: false,
             persisted_at: std::time::Instant::now(),
             avg_record: 0,
+            parts: None,
         }
     }
 
@@ -170,6 +204,11 @@ impl Reader {
             let path = plan.path.clone();
             let (offset, limit, seg_len, prev) =
                 (plan.offset, plan.limit, plan.seg_len, plan.prev_seq);
+            let first_seq = plan.first_seq;
+            let parts = self
+                .parts
+                .take()
+                .filter(|p| p.first_seq == first_seq && p.upto == offset);
             // What `max_events` records of the usual size take, with a
             // margin; a short read only makes a smaller batch.
             let expect = match self.avg_record {
@@ -181,12 +220,16 @@ impl Reader {
                     Some(file) => file,
                     None => storage.open_read(&path)?,
                 };
+                let mut parts = match parts {
+                    Some(parts) => parts,
+                    None => collect_parts(&*file, first_seq, offset),
+                };
                 let chunk = read_chunk(
-                    &*file, offset, limit, seg_len, max_events, max_bytes, prev, expect,
+                    &*file, offset, limit, seg_len, max_events, max_bytes, prev, expect, &mut parts,
                 )?;
-                Ok::<_, io::Error>((file, chunk))
+                Ok::<_, io::Error>((file, chunk, parts))
             });
-            let (file, chunk) = match task.await {
+            let (file, chunk, parts) = match task.await {
                 Ok(Ok(done)) => done,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
                     self.file = None;
@@ -203,13 +246,18 @@ impl Reader {
                 }
             };
             self.file = Some((plan.first_seq, file));
+            self.parts = Some(parts);
             match chunk {
-                Chunk::Records { bytes, recs } => {
+                Chunk::Records {
+                    bytes,
+                    expanded,
+                    recs,
+                } => {
                     if let Some(&(_, _, end)) = recs.last() {
                         let avg = (end - plan.offset) / recs.len() as u64;
                         self.avg_record = (self.avg_record * 3 + avg).div_ceil(4);
                     }
-                    let batch = self.take(&plan, &bytes, recs);
+                    let batch = self.take(&plan, &bytes, &expanded, recs);
                     if !batch.is_empty() {
                         return Ok(batch);
                     }
@@ -271,11 +319,12 @@ impl Reader {
         &mut self,
         plan: &Plan,
         bytes: &Bytes,
-        recs: Vec<(u64, Range<usize>, u64)>,
+        expanded: &Bytes,
+        recs: Vec<(u64, Held, u64)>,
     ) -> Vec<Record> {
         let head_seq = lock(&self.core.shared).head_seq;
         let mut batch = Vec::with_capacity(recs.len());
-        for (seq, payload, end) in recs {
+        for (seq, held, end) in recs {
             self.pos = plan.base + end;
             self.prev_seq = seq;
             if seq <= head_seq {
@@ -283,10 +332,20 @@ impl Reader {
             }
             self.in_flight.push_back((seq, plan.base + end));
             self.last_read = seq;
-            batch.push(Record {
-                seq,
-                payload: bytes.slice(payload),
-            });
+            let payload = match held {
+                Held::Plain(range) => bytes.slice(range),
+                Held::Expanded(range) => expanded.slice(range),
+                Held::Definition => continue,
+                Held::Unresolved(why) => {
+                    tracing::error!(
+                        path = %plan.path.display(), seq, why = ?why,
+                        "QueueCorruptRecordSkipped: a shared part it uses was not found"
+                    );
+                    Counters::add(&self.core.counters.corrupt_skipped, 1);
+                    continue;
+                }
+            };
+            batch.push(Record { seq, payload });
         }
         batch
     }
@@ -381,6 +440,7 @@ fn read_chunk(
     max_bytes: usize,
     prev_seq: u64,
     expect: u64,
+    parts: &mut Parts,
 ) -> io::Result<Chunk> {
     let avail = limit - offset;
     let want = (max_bytes as u64)
@@ -390,16 +450,40 @@ fn read_chunk(
         .min(avail);
     let mut bytes = read_bytes(file, offset, want)?;
     let mut recs = Vec::new();
-    let (mut pos, mut total, mut prev) = (0, 0, prev_seq);
-    while recs.len() < max_events {
+    let mut expanded = Vec::new();
+    let (mut pos, mut total, mut prev, mut events) = (0, 0, prev_seq, 0);
+    while events < max_events {
         match record::decode(&bytes, pos) {
             Decoded::Record { seq, payload, end } if seq > prev => {
-                if !recs.is_empty() && total + payload.len() > max_bytes {
+                let raw = &bytes[payload.clone()];
+                let (held, len) = if let Some((id, part)) = shared::as_definition(raw) {
+                    parts.map.insert(id, Bytes::copy_from_slice(part));
+                    (Held::Definition, 0)
+                } else if shared::has_refs(raw) {
+                    let from = expanded.len();
+                    match shared::expand(raw, &parts.map, &mut expanded) {
+                        Ok(()) => (Held::Expanded(from..expanded.len()), expanded.len() - from),
+                        Err(why) => {
+                            expanded.truncate(from);
+                            (Held::Unresolved(why), 0)
+                        }
+                    }
+                } else {
+                    (Held::Plain(payload), raw.len())
+                };
+                if events > 0 && total + len > max_bytes {
+                    if let Held::Expanded(range) = held {
+                        expanded.truncate(range.start);
+                    }
                     break;
                 }
-                total += payload.len();
+                if matches!(held, Held::Plain(_) | Held::Expanded(_)) {
+                    events += 1;
+                }
+                total += len;
                 prev = seq;
-                recs.push((seq, payload, offset + end as u64));
+                recs.push((seq, held, offset + end as u64));
+                parts.upto = offset + end as u64;
                 pos = end;
             }
             Decoded::Incomplete { needed } if recs.is_empty() && needed as u64 <= avail => {
@@ -410,7 +494,31 @@ fn read_chunk(
             _ => return damaged(file, offset, seg_len, prev_seq),
         }
     }
-    Ok(Chunk::Records { bytes, recs })
+    Ok(Chunk::Records {
+        bytes,
+        expanded: Bytes::from(expanded),
+        recs,
+    })
+}
+
+/// The shared parts a segment defines before `offset` (blocking): what a
+/// reader starting there needs. Damage is skipped as recovery skips it; a
+/// definition lost to it shows as an unresolved record later.
+fn collect_parts(file: &dyn ReadFile, first_seq: u64, offset: u64) -> Parts {
+    let mut parts = Parts {
+        first_seq,
+        upto: offset,
+        map: HashMap::new(),
+    };
+    if offset > 0 {
+        segment::scan(file, offset, first_seq, 0, |found| {
+            if let Some((id, part)) = shared::as_definition(found.payload) {
+                parts.map.insert(id, Bytes::copy_from_slice(part));
+            }
+            true
+        });
+    }
+    parts
 }
 
 fn damaged(file: &dyn ReadFile, offset: u64, seg_len: u64, prev_seq: u64) -> io::Result<Chunk> {

@@ -10,6 +10,7 @@
 use std::io;
 
 use super::record::{self, Decoded, HEADER_LEN};
+use super::shared;
 use super::storage::ReadFile;
 
 const EXTENSION: &str = ".seg";
@@ -169,8 +170,8 @@ pub struct Scan {
 }
 
 /// Scans the first `len` bytes of a segment named for `name_seq`, calling
-/// `visit` for every valid record with seq above `acked` until it returns
-/// `false`.
+/// `visit` for every valid record with seq above `acked`, and for the
+/// definitions of shared parts before it, until it returns `false`.
 pub fn scan(
     file: &dyn ReadFile,
     len: u64,
@@ -221,6 +222,9 @@ pub fn scan(
             if visiting {
                 visiting = visit(&found);
             }
+        } else if visiting && shared::as_definition(found.payload).is_some() {
+            // Records after the ack point may use it.
+            visiting = visit(&found);
         }
         prev_seq = found.seq;
         prev_end = found.end;

@@ -9,8 +9,12 @@
 //! caller. While it syncs, new appends queue up and form the next group,
 //! so throughput grows with concurrency instead of paying one `fdatasync`
 //! per append.
+//!
+//! It also writes the definitions of shared parts (see [`super::shared`]):
+//! before the first record of a segment that refers to a part, in the same
+//! write, as a record of its own.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::{self, IoSlice};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use tokio::sync::oneshot;
 use super::error::QueueError;
 use super::record::{self, HEADER_LEN};
 use super::segment;
+use super::shared;
 use super::state::{Core, Counters, SegmentState, lock};
 use super::storage::WriteFile;
 use super::{Appended, WhenFull};
@@ -63,6 +68,13 @@ pub(crate) struct Writer {
     headers: Vec<u8>,
     /// Encoded bytes of the group being gathered.
     group_bytes: u64,
+    /// Records in the group being gathered.
+    group_records: usize,
+    /// Definitions the group writes, each before the group's record with
+    /// that index.
+    definitions: Vec<(usize, Bytes)>,
+    /// Shared parts defined in the active segment.
+    defined: HashSet<u32>,
     /// `durability = interval`: when the oldest unsynced write happened.
     dirty_since: Option<Instant>,
 }
@@ -85,6 +97,9 @@ impl Writer {
             pending: VecDeque::new(),
             headers: Vec::new(),
             group_bytes: 0,
+            group_records: 0,
+            definitions: Vec::new(),
+            defined: HashSet::new(),
             dirty_since: None,
         }
     }
@@ -185,6 +200,8 @@ impl Writer {
         let mut group: Vec<(AppendReq, Appended)> = Vec::new();
         self.headers.clear();
         self.group_bytes = 0;
+        self.group_records = 0;
+        self.definitions.clear();
         let mut seq = self.next_seq;
         while let Some(req) = self.pending.front() {
             let bytes = req.bytes;
@@ -208,24 +225,40 @@ impl Writer {
                 }
                 self.roll();
             }
-            match self.make_room(group_bytes + bytes, !group.is_empty()) {
-                Room::Fits => {}
-                Room::FlushFirst => break,
-                Room::Closed => {
-                    self.reject_front(QueueError::Closed);
-                    continue;
-                }
-            }
             let Some(req) = self.pending.pop_front() else {
                 break;
             };
+            let known = self.definitions.len();
+            let definition_bytes = self.define_parts(&req.records);
+            match self.make_room(group_bytes + bytes + definition_bytes, !group.is_empty()) {
+                Room::Fits => {}
+                Room::FlushFirst => {
+                    self.forget_definitions(known);
+                    self.pending.push_front(req);
+                    break;
+                }
+                Room::Closed => {
+                    self.forget_definitions(known);
+                    let _ = req.reply.send(Err(QueueError::Closed));
+                    continue;
+                }
+            }
             let first_seq = seq;
-            for payload in &req.records {
+            let mut definitions = self.definitions[known..].iter().peekable();
+            for (i, payload) in req.records.iter().enumerate() {
+                let index = self.group_records + i;
+                while let Some((_, part)) = definitions.next_if(|(at, _)| *at == index) {
+                    self.headers
+                        .extend_from_slice(&record::encode_header(seq, part));
+                    self.group_bytes += record::encoded_len(part.len());
+                    seq += 1;
+                }
                 self.headers
                     .extend_from_slice(&record::encode_header(seq, payload));
                 self.group_bytes += record::encoded_len(payload.len());
                 seq += 1;
             }
+            self.group_records += req.records.len();
             let appended = Appended {
                 first_seq,
                 last_seq: seq - 1,
@@ -234,6 +267,40 @@ impl Writer {
         }
         if !group.is_empty() {
             self.commit(group, seq);
+        }
+    }
+
+    /// Notes the definitions `records` (next in the group) need in the
+    /// active segment; returns their encoded size.
+    fn define_parts(&mut self, records: &[Bytes]) -> u64 {
+        let mut bytes = 0;
+        for (i, payload) in records.iter().enumerate() {
+            if !shared::has_refs(payload) {
+                continue;
+            }
+            for id in shared::refs(payload).flatten() {
+                if self.defined.contains(&id) {
+                    continue;
+                }
+                // An unknown id cannot be defined; the reader reports the
+                // record as damaged.
+                if let Some(part) = shared::definition(id) {
+                    self.defined.insert(id);
+                    bytes += record::encoded_len(part.len());
+                    self.definitions.push((self.group_records + i, part));
+                }
+            }
+        }
+        bytes
+    }
+
+    /// Takes back the definitions noted from index `keep` on: they were not
+    /// written.
+    fn forget_definitions(&mut self, keep: usize) {
+        for (_, part) in self.definitions.drain(keep..) {
+            if let Some((id, _)) = shared::as_definition(&part) {
+                self.defined.remove(&id);
+            }
         }
     }
 
@@ -362,6 +429,7 @@ impl Writer {
             self.sync_dirty();
         }
         self.active = None;
+        self.defined.clear();
         self.dirty_since = None;
         if let Err(e) = self.core.persist_and_trim() {
             tracing::warn!(error = %e, "QueueLedgerWriteFailed");
@@ -414,6 +482,7 @@ impl Writer {
             && let Err(e) = self.create_segment()
         {
             tracing::warn!(error = %e, "QueueAppendFailed");
+            self.forget_definitions(0);
             return fail_all(group, &e);
         }
         let Some(active) = self.active.as_mut() else {
@@ -425,12 +494,15 @@ impl Writer {
         // it: one system call for the group, no copy of the events.
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.headers.len() / 8);
         let mut headers = self.headers.chunks_exact(HEADER_LEN);
-        for (req, _) in &group {
-            for payload in &req.records {
+        let mut definitions = self.definitions.iter().peekable();
+        let records = group.iter().flat_map(|(req, _)| &req.records);
+        for (index, payload) in records.enumerate() {
+            let parts = std::iter::from_fn(|| definitions.next_if(|(at, _)| *at == index));
+            for part in parts.map(|(_, part)| part).chain([payload]) {
                 if let Some(header) = headers.next() {
                     slices.push(IoSlice::new(header));
                 }
-                slices.push(IoSlice::new(payload));
+                slices.push(IoSlice::new(part));
             }
         }
         let result = active
@@ -455,8 +527,10 @@ impl Writer {
                 // would bury it mid-segment, so start a new segment.
                 tracing::warn!(path = %active.path.display(), error = %te, "QueueTruncateFailed");
                 self.active = None;
+                self.defined.clear();
                 self.dirty_since = None;
             }
+            self.forget_definitions(0);
             return fail_all(group, &e);
         }
         drop(slices);
