@@ -12,7 +12,8 @@
 //! `cargo bench --bench tail`; `HERALD_BENCH_BYTES` sets the volume
 //! (default 1GiB), `HERALD_BENCH_ONLY=single|many` runs one scenario,
 //! `HERALD_BENCH_BIN=a,b` runs other herald binaries in turn and
-//! `HERALD_BENCH_ROUNDS=n` repeats (to compare builds in one sitting).
+//! `HERALD_BENCH_ROUNDS=n` repeats (to compare builds in one sitting);
+//! `HERALD_BENCH_BATCH` sets the sink's `batch_max_events` (default 500).
 //! Self-contained: the lines are generated here and the endpoint is the
 //! bench's own.
 
@@ -166,7 +167,7 @@ data_dir = "{data}"
 
 [sink]
 url = "http://{addr}/api"
-batch_max_events = 500
+batch_max_events = {batch}
 max_events_per_second = 0
 
 [[sources.file]]
@@ -176,7 +177,8 @@ start_at = "beginning"
 "#,
             data = data.display(),
             addr = endpoint.addr,
-            logs = logs.display()
+            logs = logs.display(),
+            batch = std::env::var("HERALD_BENCH_BATCH").unwrap_or_else(|_| "500".into()),
         ),
     )
     .expect("config");

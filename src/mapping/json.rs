@@ -52,6 +52,28 @@ fn escapes(word: u64) -> u64 {
         | zero_in(word ^ (ONES * u64::from(b'\\')))
 }
 
+/// Bytes [`clean_prefix`] looks at at once.
+const CHUNK: usize = 16;
+
+/// How many bytes at the start of `bytes`, in whole [`CHUNK`]s, need no
+/// escape. Much text needs none at all, or only further on: this skips
+/// it faster than [`next_escape`] can, because the test is written byte
+/// by byte over a fixed-size array, which the compiler turns into a few
+/// vector compares (`|`, not `||`: branches would keep it scalar).
+fn clean_prefix(bytes: &[u8]) -> usize {
+    let mut clean = 0;
+    while let Some(chunk) = bytes.get(clean..).and_then(<[u8]>::first_chunk::<CHUNK>) {
+        let dirty = chunk.iter().fold(0u8, |any, &b| {
+            any | u8::from((b < 0x20) | (b == b'"') | (b == b'\\'))
+        });
+        if dirty != 0 {
+            break;
+        }
+        clean += CHUNK;
+    }
+    clean
+}
+
 /// The index of the first byte at or after `from` that needs escaping.
 fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
     // Eight bytes at a time; most text needs no escape at all.
@@ -76,7 +98,8 @@ fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
 pub(crate) fn write_str_body(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
-    while let Some(i) = next_escape(bytes, start) {
+    let mut from = clean_prefix(bytes);
+    while let Some(i) = next_escape(bytes, from) {
         let b = bytes[i];
         let escape = ESCAPE[usize::from(b)];
         out.extend_from_slice(&bytes[start..i]);
@@ -94,6 +117,7 @@ pub(crate) fn write_str_body(out: &mut Vec<u8>, text: &str) {
             out.extend_from_slice(&[b'\\', escape]);
         }
         start = i + 1;
+        from = start;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -196,6 +220,261 @@ mod tests {
             prop_assert_eq!(
                 String::from_utf8(out).expect("utf8"),
                 format!("\"{}\"", crate::event::format_timestamp(&at))
+            );
+        }
+    }
+
+    /// The rules, one char at a time, as serde_json writes them: what
+    /// the word-at-a-time writer must match byte for byte.
+    fn reference(text: &str) -> Vec<u8> {
+        let mut out = vec![b'"'];
+        for c in text.chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\u{8}' => out.extend_from_slice(b"\\b"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\u{c}' => out.extend_from_slice(b"\\f"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                c if u32::from(c) < 0x20 => {
+                    out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes());
+                }
+                c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        out.push(b'"');
+        out
+    }
+
+    /// Escapes `text` after some bytes already in the buffer (as in an
+    /// event) and checks it against [`reference`].
+    fn check(text: &str) {
+        let mut out = b"{\"k\":".to_vec();
+        write_str(&mut out, text);
+        assert!(
+            out[5..] == reference(text),
+            "escaping {text:?}: got {:?}",
+            String::from_utf8_lossy(&out[5..])
+        );
+    }
+
+    /// A small xorshift generator: fixed seeds, reproducible strings.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Chars that exercise every rule: plain, escaped, control, DEL,
+    /// two-, three- and four-byte UTF-8 (U+2028 and U+2029 included,
+    /// which JSON leaves as they are).
+    const MIX: &[char] = &[
+        'a',
+        'z',
+        ' ',
+        '~',
+        '"',
+        '\\',
+        '/',
+        '\u{0}',
+        '\u{1}',
+        '\u{8}',
+        '\t',
+        '\n',
+        '\u{b}',
+        '\u{c}',
+        '\r',
+        '\u{1f}',
+        '\u{7f}',
+        'é',
+        '\u{80}',
+        '\u{7ff}',
+        '\u{800}',
+        '✓',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{ffff}',
+        '😀',
+        '\u{10ffff}',
+    ];
+
+    #[test]
+    fn every_ascii_char_at_every_position_matches_the_reference() {
+        for c in (0u8..128).map(char::from) {
+            for len in 1..=48 {
+                for at in 0..len {
+                    let text: String = (0..len).map(|i| if i == at { c } else { 'x' }).collect();
+                    check(&text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_around_chunk_boundaries_match_the_reference() {
+        check("");
+        // Pairs of escapes (the second inside the same chunk or the next).
+        for len in 1..=40 {
+            for a in 0..len {
+                for b in a..len {
+                    for (x, y) in [('"', '\\'), ('\n', '"'), ('\u{1}', '\u{1f}')] {
+                        let text: String = (0..len)
+                            .map(|i| match i {
+                                _ if i == a => x,
+                                _ if i == b => y,
+                                _ => 'q',
+                            })
+                            .collect();
+                        check(&text);
+                    }
+                }
+            }
+        }
+        // Multibyte chars straddling every boundary, next to escapes.
+        for c in MIX {
+            for pad in 0..40 {
+                check(&format!("{}{c}", "p".repeat(pad)));
+                check(&format!("{}{c}\"{}", "p".repeat(pad), "s".repeat(pad % 17)));
+            }
+        }
+        // Everything escaped, and long runs.
+        for len in 0..70 {
+            check(&"\"".repeat(len));
+            check(&"\u{0}".repeat(len));
+        }
+        check(&"a".repeat(10_000));
+        check(&"ab\"cd\\ef\u{1}gh".repeat(1_000));
+        check(&"\u{2}".repeat(10_000));
+    }
+
+    #[test]
+    fn random_strings_match_the_reference() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..5_000 {
+            let len = match rng.below(4) {
+                0 => rng.below(16),
+                1 => rng.below(64),
+                2 => rng.below(300),
+                _ => rng.below(3_000),
+            };
+            // Mostly plain text with a few of the others, as in real logs,
+            // or the others alone.
+            let dense = rng.below(4) == 0;
+            let text: String = (0..len)
+                .map(|_| {
+                    if dense || rng.below(8) == 0 {
+                        MIX[rng.below(MIX.len())]
+                    } else {
+                        char::from(b' ' + rng.below(95) as u8)
+                    }
+                })
+                .collect();
+            check(&text);
+        }
+    }
+
+    /// Lines like the tail benchmark's: nginx access lines, JSON
+    /// application lines with escaped quotes, plain text.
+    fn sample_lines(kind: &str, count: usize) -> Vec<String> {
+        let mut rng = Rng(42);
+        let paths = [
+            "/api/v1/flows",
+            "/healthz",
+            "/api/v2/deployments/8f3a/runs",
+            "/login",
+        ];
+        let agents = [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0",
+            "curl/8.5.0",
+            "prefect/3.1.0 (API 0.8.4)",
+        ];
+        let words = [
+            "flow",
+            "run",
+            "task",
+            "\\\"quoted\\\"",
+            "C:\\\\tmp",
+            "café",
+            "retry",
+            "ok",
+        ];
+        (0..count)
+            .map(|seq| match kind {
+                "access" => format!(
+                    "{}.{}.{}.{} - - [10/Oct/2024:13:55:{:02} +0000] \"GET {}?seq={seq} HTTP/1.1\" \
+                     {} {} \"{}\" \"{}\" rt=0.{:03}",
+                    1 + rng.below(223),
+                    rng.below(256),
+                    rng.below(256),
+                    rng.below(256),
+                    rng.below(60),
+                    paths[rng.below(paths.len())],
+                    [200, 404, 500][rng.below(3)],
+                    rng.below(500_000),
+                    ["-", "https://app.example.com/dashboard"][rng.below(2)],
+                    agents[rng.below(agents.len())],
+                    rng.below(1000)
+                ),
+                "json" => {
+                    let msg: Vec<&str> = (0..3 + rng.below(20))
+                        .map(|_| words[rng.below(words.len())])
+                        .collect();
+                    format!(
+                        "{{\"ts\":\"2024-05-01T12:00:{:02}.{:03}Z\",\"level\":\"INFO\",\
+                         \"logger\":\"prefect.flow_runs\",\"seq\":{seq},\"msg\":\"{}\"}}",
+                        rng.below(60),
+                        rng.below(1000),
+                        msg.join(" ")
+                    )
+                }
+                _ => format!(
+                    "2024-05-01 12:00:{:02} INFO worker {} finished task {seq} of flow run {:x} \
+                     in {}.{:03}s, {} rows written to the warehouse",
+                    rng.below(60),
+                    rng.below(16),
+                    rng.next(),
+                    rng.below(10),
+                    rng.below(1000),
+                    rng.below(100_000)
+                ),
+            })
+            .collect()
+    }
+
+    /// Not a check: how long escaping takes, best of seven rounds. Run
+    /// with `cargo test --release --lib escape_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing only"]
+    fn escape_timing() {
+        for kind in ["access", "json", "plain"] {
+            let lines = sample_lines(kind, 20_000);
+            let bytes: usize = lines.iter().map(String::len).sum();
+            let mut out = Vec::with_capacity(4096);
+            let best = (0..7)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    for line in &lines {
+                        out.clear();
+                        write_str(&mut out, std::hint::black_box(line));
+                        std::hint::black_box(&out);
+                    }
+                    started.elapsed()
+                })
+                .min()
+                .unwrap_or_default();
+            println!(
+                "{kind:>6} ({} bytes avg): {:.1} ns/line",
+                bytes / lines.len(),
+                best.as_nanos() as f64 / lines.len() as f64
             );
         }
     }
