@@ -1185,7 +1185,7 @@ resource = { id = "web.{path|basename}", labels = { "app.path" = "{path}" } }
 fn put_back(json: &[u8]) -> Vec<u8> {
     use crate::queue::shared;
     assert!(shared::has_refs(json), "written in the queue's format");
-    let parts: std::collections::HashMap<u32, Bytes> = shared::refs(json)
+    let parts: shared::PartMap = shared::refs(json)
         .map(|id| {
             let id = id.expect("well-formed reference");
             let def = shared::definition(id).expect("registered");

@@ -5,7 +5,6 @@
 //! they work on a stopped agent's data_dir. On a running agent they show a
 //! moment's state, possibly with a tail being written counted as torn.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -127,7 +126,7 @@ pub fn unacked_records(queue_dir: &Path, limit: usize) -> Result<Vec<Record>, Qu
     }
     // Definitions seen so far: a later one of an id replaces an earlier
     // one, as it does for the reader.
-    let mut parts = HashMap::new();
+    let mut parts = shared::PartMap::default();
     survey(&FsStorage, queue_dir, |r| {
         if let Some((id, part)) = shared::as_definition(r.payload) {
             parts.insert(id, Bytes::copy_from_slice(part));

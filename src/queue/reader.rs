@@ -17,7 +17,7 @@
 //! a segment (after a restart, or after the head moved) first collects the
 //! definitions before that point.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ use bytes::Bytes;
 use super::error::QueueError;
 use super::record::{self, Decoded, HEADER_LEN};
 use super::segment::{self, Window};
-use super::shared::{self, Unresolved};
+use super::shared::{self, PartMap, Unresolved};
 use super::state::{Core, Counters, lock};
 use super::storage::ReadFile;
 
@@ -86,7 +86,7 @@ pub struct Reader {
 struct Parts {
     first_seq: u64,
     upto: u64,
-    map: HashMap<u32, Bytes>,
+    map: PartMap,
 }
 
 struct Plan {
@@ -460,6 +460,11 @@ fn read_chunk(
                     parts.map.insert(id, Bytes::copy_from_slice(part));
                     (Held::Definition, 0)
                 } else if shared::has_refs(raw) {
+                    if expanded.capacity() == 0 {
+                        // Whole events are about 2.5 times their records
+                        // (log lines); one allocation for the chunk.
+                        expanded.reserve(bytes.len() * 5 / 2);
+                    }
                     let from = expanded.len();
                     match shared::expand(raw, &parts.map, &mut expanded) {
                         Ok(()) => (Held::Expanded(from..expanded.len()), expanded.len() - from),
@@ -508,7 +513,7 @@ fn collect_parts(file: &dyn ReadFile, first_seq: u64, offset: u64) -> Parts {
     let mut parts = Parts {
         first_seq,
         upto: offset,
-        map: HashMap::new(),
+        map: PartMap::default(),
     };
     if offset > 0 {
         segment::scan(file, offset, first_seq, 0, |found| {

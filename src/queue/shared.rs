@@ -33,6 +33,7 @@
 //! past the cap a caller simply writes the bytes inline.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -147,6 +148,31 @@ impl Iterator for Refs<'_> {
     }
 }
 
+/// The parts a reader knows, by id: looked up twice per record, so hashed
+/// with one multiplication rather than SipHash (ids are not chosen by
+/// anyone who could exploit a weak hash).
+pub(crate) type PartMap = HashMap<u32, Bytes, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`PartMap`].
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Why a record with references could not be put back together.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Unresolved {
@@ -157,11 +183,7 @@ pub(crate) enum Unresolved {
 }
 
 /// Writes the record's bytes with every reference replaced by its part.
-pub(crate) fn expand(
-    payload: &[u8],
-    parts: &HashMap<u32, Bytes>,
-    out: &mut Vec<u8>,
-) -> Result<(), Unresolved> {
+pub(crate) fn expand(payload: &[u8], parts: &PartMap, out: &mut Vec<u8>) -> Result<(), Unresolved> {
     let mut rest = payload.get(2..).unwrap_or_default();
     while let Some(at) = memchr::memchr(MARK, rest) {
         let id = rest
@@ -205,7 +227,7 @@ mod tests {
             refs(&rec).collect::<Vec<_>>(),
             [Some(ia), Some(ib), Some(ia)]
         );
-        let mut parts = HashMap::new();
+        let mut parts = PartMap::default();
         for id in [ia, ib] {
             let def = definition(id).expect("defined");
             let (got, bytes) = as_definition(&def).expect("a definition");
@@ -222,7 +244,7 @@ mod tests {
 
     #[test]
     fn what_cannot_be_put_back_says_why() {
-        let parts = HashMap::new();
+        let parts = PartMap::default();
         let mut rec = vec![MARK, WITH_REFS, b'{'];
         write_ref(&mut rec, 4_000_000);
         rec.push(b'}');
