@@ -308,3 +308,38 @@ async fn a_payload_that_looks_like_a_definition_is_refused() {
     assert!(matches!(err, QueueError::ReservedPayload), "{err}");
     queue.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_append_that_cannot_fit_with_its_definitions_is_refused_not_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = QueueConfig {
+        max_bytes: QueueConfig::MIN_MAX_BYTES,
+        ..config()
+    };
+    let (queue, _) = Queue::open(dir.path(), small).unwrap();
+    // One short record referring to 20 parts of 60 KB: 1.2 MB of
+    // definitions in a queue of 1 MiB.
+    let mut record = vec![MARK, WITH_REFS, b'['];
+    for i in 0..20 {
+        let part = format!("\"{i:02}{}\"", "p".repeat(60_000));
+        write_ref(&mut record, intern(part.as_bytes()).expect("registered"));
+        record.push(b',');
+    }
+    record.extend_from_slice(b"0]");
+    let result = tokio::time::timeout(Duration::from_secs(10), queue.append(vec![record]))
+        .await
+        .expect("answered, not blocked");
+    assert!(
+        matches!(result, Err(QueueError::BatchTooLarge { .. })),
+        "{result:?}"
+    );
+    // The queue still works.
+    queue.append(vec![b"{\"after\":1}".to_vec()]).await.unwrap();
+    let mut reader = queue.reader().unwrap();
+    assert_eq!(
+        payloads(&read(&mut reader, 1).await),
+        [b"{\"after\":1}".to_vec()]
+    );
+    drop(reader);
+    queue.close().await.unwrap();
+}

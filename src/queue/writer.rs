@@ -230,6 +230,15 @@ impl Writer {
             };
             let known = self.definitions.len();
             let definition_bytes = self.define_parts(&req.records);
+            if bytes + definition_bytes > limits.max_bytes {
+                // With the definitions it needs, it could never fit.
+                self.forget_definitions(known);
+                let _ = req.reply.send(Err(QueueError::BatchTooLarge {
+                    bytes: bytes + definition_bytes,
+                    max_bytes: limits.max_bytes,
+                }));
+                continue;
+            }
             match self.make_room(group_bytes + bytes + definition_bytes, !group.is_empty()) {
                 Room::Fits => {}
                 Room::FlushFirst => {
