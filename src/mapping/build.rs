@@ -520,6 +520,14 @@ pub(crate) struct Scratch {
     shared_extra: usize,
 }
 
+impl Scratch {
+    /// Refers to shared part `id`, of `len` bytes, in `out`.
+    fn write_ref(&mut self, out: &mut Vec<u8>, id: u32, len: usize) {
+        queue::shared::write_ref(out, id);
+        self.shared_extra += len - queue::shared::REF_LEN;
+    }
+}
+
 /// A resource as written for one path: the lines of a file share it, and
 /// rendering its labels again for each is most of the cost of a line's
 /// resource.
@@ -612,10 +620,7 @@ impl Plan {
                 out.push(b',');
             }
             match self.related_part.filter(|_| b.scratch.share) {
-                Some(id) => {
-                    queue::shared::write_ref(out, id);
-                    b.scratch.shared_extra += self.builtin_related.len() - queue::shared::REF_LEN;
-                }
+                Some(id) => b.scratch.write_ref(out, id, self.builtin_related.len()),
                 None => out.extend_from_slice(&self.builtin_related),
             }
         }
@@ -713,14 +718,15 @@ fn write_resource(
     let key = std::ptr::from_ref(labels) as usize;
     let memo = &b.scratch.resource;
     if memo.labels == key && memo.path == path {
-        match memo.part.filter(|_| b.scratch.share) {
+        let scratch = &mut *b.scratch;
+        scratch.resource_id.clone_from(&scratch.resource.id);
+        match scratch.resource.part.filter(|_| scratch.share) {
             Some(id) => {
-                queue::shared::write_ref(out, id);
-                b.scratch.shared_extra += memo.json.len() - queue::shared::REF_LEN;
+                let len = scratch.resource.json.len();
+                scratch.write_ref(out, id, len);
             }
-            None => out.extend_from_slice(&memo.json),
+            None => out.extend_from_slice(&scratch.resource.json),
         }
-        b.scratch.resource_id.clone_from(&memo.id);
         return Ok(());
     }
     let start = out.len();
