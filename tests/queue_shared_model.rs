@@ -147,7 +147,13 @@ async fn check_contents(queue: &Queue, recovery: &Recovery, model: &mut Model) {
         "records differ from the model after a reopen"
     );
     assert!(got.iter().all(|(seq, _)| *seq > recovery.acked_through));
-    assert_eq!(queue.metrics().corrupt_skipped_total, 0);
+    let m = queue.metrics();
+    assert_eq!(m.corrupt_skipped_total, 0);
+    assert_eq!(
+        (recovery.records, m.depth_events),
+        (model.unacked.len() as u64, model.unacked.len() as u64),
+        "events queued, definitions left out"
+    );
     for ((seq, _), (model_seq, _)) in got.iter().zip(&mut model.unacked) {
         *model_seq = Some(*seq);
     }
@@ -232,6 +238,11 @@ async fn run(ops: Vec<Op>) {
                 model.read = 0;
             }
         }
+        assert_eq!(
+            queue.metrics().depth_events,
+            model.unacked.len() as u64,
+            "the depth counts events, not definitions"
+        );
     }
     drop(reader);
     queue.close().await.expect("close");

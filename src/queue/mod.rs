@@ -30,7 +30,9 @@
 //! A payload that begins with a NUL byte is in the format of [`shared`]: a
 //! definition of a shared part, or a record referring to parts. Both are
 //! ordinary records to everything above (checksums, seqs, recovery,
-//! acks); definitions count in the depth and are never handed out.
+//! acks); definitions are never handed out, and the depth and the
+//! appended, acked and dropped counts are of events, definitions left
+//! out.
 //!
 //! # Invariants
 //!

@@ -64,7 +64,7 @@ pub struct Reader {
     last_read: u64,
     /// Records handed out and not yet acked: seq and end position, so an
     /// ack knows how far the head moves in bytes.
-    in_flight: VecDeque<(u64, u64)>,
+    in_flight: VecDeque<(u64, u64, bool)>,
     /// The segment file last read, kept open across batches.
     file: Option<(u64, Arc<dyn ReadFile>)>,
     /// Acks made in memory but not yet written to the ledger.
@@ -330,7 +330,8 @@ impl Reader {
             if seq <= head_seq {
                 continue;
             }
-            self.in_flight.push_back((seq, plan.base + end));
+            let event = !matches!(held, Held::Definition);
+            self.in_flight.push_back((seq, plan.base + end, event));
             self.last_read = seq;
             let payload = match held {
                 Held::Plain(range) => bytes.slice(range),
@@ -385,8 +386,8 @@ impl Reader {
                 last_read: self.last_read,
             });
         }
-        let n = self.in_flight.partition_point(|&(seq, _)| seq <= up_to);
-        let passed: Vec<(u64, u64)> = self.in_flight.drain(..n).collect();
+        let n = self.in_flight.partition_point(|&(seq, _, _)| seq <= up_to);
+        let passed: Vec<(u64, u64, bool)> = self.in_flight.drain(..n).collect();
         let events = lock(&self.core.shared).advance(&passed, up_to);
         Counters::add(&self.core.counters.acked, events);
         self.core.space.notify_all();

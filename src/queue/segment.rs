@@ -162,7 +162,8 @@ pub struct Scan {
     pub head_offset: Option<u64>,
     /// Seq of that record.
     pub first_unacked: Option<u64>,
-    /// Valid records with seq above the ack point.
+    /// Valid records with seq above the ack point, definitions of shared
+    /// parts left out.
     pub unacked: u64,
     /// Set if reading failed; the scan stopped there and its tail must not
     /// be truncated, as it is unknown rather than torn.
@@ -216,7 +217,7 @@ pub fn scan(
         out.first_seq.get_or_insert(found.seq);
         out.last_seq = Some(found.seq);
         if found.seq > acked {
-            out.unacked += 1;
+            out.unacked += u64::from(shared::as_definition(found.payload).is_none());
             out.head_offset.get_or_insert(found.offset);
             out.first_unacked.get_or_insert(found.seq);
             if visiting {

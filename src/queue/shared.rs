@@ -25,8 +25,8 @@
 //! read from its start always knows its parts; a process that appends to a
 //! segment left by an earlier one defines its parts again, and a later
 //! definition of an id replaces an earlier one. Definitions are records
-//! with their own seqs: they are acked with the records around them and
-//! counted in the queue's depth.
+//! with their own seqs: they are acked with the records around them, and
+//! left out of the queue's counts of events.
 //!
 //! Parts are registered in a process-wide table by whoever builds the
 //! records ([`intern`]); the table is capped ([`MAX_TABLE_BYTES`]), and

@@ -118,18 +118,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Moves the head past `passed` (seq and end position of records, in
-    /// order) up to seq `up_to`. Records already behind the head (acked, or
-    /// dropped meanwhile) are not counted twice. Returns how many records
-    /// left the queue.
-    pub fn advance(&mut self, passed: &[(u64, u64)], up_to: u64) -> u64 {
+    /// Moves the head past `passed` (seq, end position and whether it is
+    /// an event rather than a shared part's definition, of records in
+    /// order) up to seq `up_to`. Records already behind the head (acked,
+    /// or dropped meanwhile) are not counted twice. Returns how many
+    /// events left the queue.
+    pub fn advance(&mut self, passed: &[(u64, u64, bool)], up_to: u64) -> u64 {
         let mut events = 0;
-        for &(seq, end) in passed {
+        for &(seq, end, event) in passed {
             if seq > up_to {
                 break;
             }
             if seq > self.head_seq {
-                events += 1;
+                events += u64::from(event);
                 self.head_pos = self.head_pos.max(end);
             }
         }
@@ -273,13 +274,16 @@ mod tests {
             tail_pos: 500,
             ..Shared::default()
         };
-        let passed = [(1, 100), (2, 200), (3, 300)];
+        let passed = [(1, 100, true), (2, 200, true), (3, 300, true)];
         assert_eq!(s.advance(&passed[..2], 2), 2);
         assert_eq!((s.head_seq, s.head_pos, s.depth_events), (2, 200, 3));
         // A drop that already passed seq 3 is not counted again by an ack.
         assert_eq!(s.advance(&passed, 3), 1);
         assert_eq!(s.advance(&passed, 3), 0);
         assert_eq!((s.head_seq, s.head_pos, s.depth_bytes()), (3, 300, 200));
+        // A definition moves the head but is not an event.
+        assert_eq!(s.advance(&[(4, 350, false), (5, 400, true)], 5), 1);
+        assert_eq!((s.head_seq, s.head_pos, s.depth_events), (5, 400, 1));
     }
 
     #[test]

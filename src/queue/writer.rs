@@ -366,7 +366,7 @@ impl Writer {
             (segs, s.head_pos, s.head_seq)
         };
         let target = head_pos + excess;
-        let mut passed: Vec<(u64, u64)> = Vec::new();
+        let mut passed: Vec<(u64, u64, bool)> = Vec::new();
         let mut prev_seq = head_seq;
         for (i, seg) in segments.iter().enumerate() {
             let mut pos = head_pos.max(seg.base);
@@ -397,9 +397,11 @@ impl Writer {
                                     ok = false;
                                     break;
                                 }
+                                let start = win.get(off + HEADER_LEN as u64, 2.min(len as usize));
+                                let event = !matches!(start, Ok(Some(p)) if shared::reserved(p));
                                 prev_seq = seq;
                                 pos = seg.base + end;
-                                passed.push((seq, pos));
+                                passed.push((seq, pos, event));
                             }
                             _ => {
                                 ok = false;
@@ -417,10 +419,10 @@ impl Writer {
                     break;
                 };
                 prev_seq = next_first - 1;
-                passed.push((prev_seq, seg.end()));
+                passed.push((prev_seq, seg.end(), true));
             }
         }
-        let Some(&(up_to, _)) = passed.last() else {
+        let Some(&(up_to, _, _)) = passed.last() else {
             return;
         };
         let events = lock(&self.core.shared).advance(&passed, up_to);
@@ -545,7 +547,9 @@ impl Writer {
         drop(slices);
         let group_bytes = self.group_bytes;
         active.len += group_bytes;
-        let (first_seq, n) = (self.next_seq, next_seq - self.next_seq);
+        let first_seq = self.next_seq;
+        // Definitions are records, not events.
+        let n = next_seq - self.next_seq - self.definitions.len() as u64;
         self.next_seq = next_seq;
         if sync_each {
             Counters::add(&self.core.counters.syncs, 1);
