@@ -343,3 +343,33 @@ async fn an_append_that_cannot_fit_with_its_definitions_is_refused_not_stuck() {
     drop(reader);
     queue.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn dropping_the_oldest_counts_events_and_keeps_the_rest_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropping = QueueConfig {
+        max_bytes: QueueConfig::MIN_MAX_BYTES,
+        when_full: herald::queue::WhenFull::DropOldest,
+        ..config()
+    };
+    let (queue, _) = Queue::open(dir.path(), dropping).unwrap();
+    // Over 2 MiB of records through a 1 MiB queue nobody reads.
+    let wholes = fill(&queue, 1, 20_000).await;
+    let m = queue.metrics();
+    assert!(m.dropped_total > 0, "the queue had to drop");
+    assert_eq!(
+        m.dropped_total + m.depth_events,
+        wholes.len() as u64,
+        "every event is either dropped and counted or still queued"
+    );
+    let mut reader = queue.reader().unwrap();
+    let kept = read(&mut reader, m.depth_events as usize).await;
+    assert!(
+        payloads(&kept) == wholes[wholes.len() - kept.len()..],
+        "the newest {} events, whole",
+        kept.len()
+    );
+    assert_eq!(queue.metrics().corrupt_skipped_total, 0);
+    drop(reader);
+    queue.close().await.unwrap();
+}
