@@ -124,26 +124,31 @@ fn block_stops_reading_and_loses_nothing() {
     let config = config(dir.path(), &endpoint, "block");
     let mut agent = herald().args(["run", "--config"]).arg(&config).spawn();
     // Full: appends wait, reading stops. `queue inspect` shows the queue
-    // near its cap (about 1,000 of these events fit in 1 MiB; the
-    // append that waits holds up to a quarter of it) with most of
-    // the file still unread.
-    let queued = |agent: &support::Herald| -> u64 {
+    // near its cap (about 2,000 of these events fit in 1 MiB, each file's
+    // resource being stored once per segment; the append that waits holds
+    // up to a quarter of it) with part of the file still unread.
+    let queued = |agent: &support::Herald| -> (u64, String) {
         let run = herald()
             .args(["queue", "inspect", "--data-dir"])
             .arg(agent.cwd().join("data"))
             .run(LIMIT);
-        run.stdout
+        let line = run
+            .stdout
             .iter()
-            .find_map(|l| l.trim().strip_prefix("unacked: "))
-            .and_then(|l| l.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+            .find_map(|l| l.trim().strip_prefix("unacked: ").map(str::to_owned))
+            .unwrap_or_default();
+        let events = line.split(' ').next().and_then(|n| n.parse().ok());
+        (events.unwrap_or(0), line)
     };
     assert!(
-        wait_until(LIMIT, || queued(&agent) >= 700),
+        wait_until(LIMIT, || queued(&agent).0 >= 700),
         "the queue fills up"
     );
-    assert!(queued(&agent) < 2000, "and stays within its bound");
+    let (events, line) = queued(&agent);
+    assert!(
+        events < 4000 && (line.contains(" KiB") || line.contains(" 1.0 MiB")),
+        "reading stopped with the queue within its 1 MiB: {line}"
+    );
     endpoint.start_again();
     assert!(
         wait_until(LIMIT, || line_numbers(&endpoint.accepted_events()).len()
