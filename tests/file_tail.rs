@@ -665,7 +665,9 @@ fn a_restart_in_the_middle_of_a_file_resumes_exactly() {
     );
     rig.endpoint.stop();
     let path = rig.log("app.log");
-    let written = numbered("line", 6_000);
+    // Well over what 1 MiB holds, even with each file's resource stored
+    // once per segment (a few hundred bytes an event).
+    let written = numbered("line", 12_000);
     append(&path, &written);
     let agent = rig.start();
     let state = rig.dir.path().join("data/state/file-app.json");
