@@ -541,6 +541,9 @@ struct ResourceMemo {
     id: String,
     /// `json` as a shared part, when sharing.
     part: Option<u32>,
+    /// The plan's name, `json` and related resources as one shared part
+    /// (and its length), once asked for (see `Plan::shared_stretch`).
+    stretch: Option<Option<(u32, usize)>>,
 }
 
 /// What building needs besides the plan.
@@ -596,35 +599,10 @@ impl Plan {
         };
         out.extend_from_slice(b"{\"occurred\":");
         json::write_timestamp(out, &occurred);
-        out.extend_from_slice(b",\"event\":");
-        self.write_name(b, out)?;
-        out.extend_from_slice(b",\"resource\":");
-        write_resource(&self.resource, b, out)?;
-        out.extend_from_slice(b",\"related\":[");
-        let mut written = 0;
-        for related in &self.related {
-            let mark = out.len();
-            if written > 0 {
-                out.push(b',');
-            }
-            match write_labels(related, b, out, Some(written)) {
-                Ok(()) => written += 1,
-                // A related resource whose values this observation lacks
-                // (a process outside any container) is left out.
-                Err(Failure::Missing(_)) if related.optional => out.truncate(mark),
-                Err(failure) => return Err(failure),
-            }
+        match self.shared_stretch(b) {
+            Some((id, len)) => b.scratch.write_ref(out, id, len),
+            None => self.write_stretch(b, out)?,
         }
-        if !self.builtin_related.is_empty() {
-            if written > 0 {
-                out.push(b',');
-            }
-            match self.related_part.filter(|_| b.scratch.share) {
-                Some(id) => b.scratch.write_ref(out, id, self.builtin_related.len()),
-                None => out.extend_from_slice(&self.builtin_related),
-            }
-        }
-        out.extend_from_slice(b"],\"payload\":");
         self.payload.write(b.scope, out)?;
         out.extend_from_slice(b",\"id\":");
         json::write_uuid(out, &b.id);
@@ -658,6 +636,76 @@ impl Plan {
             Some(bytes) => Err(Failure::Invalid(EventError::TooLarge { bytes })),
             None => Ok(()),
         }
+    }
+
+    /// What lies between `occurred` and the payload of every line of a
+    /// file under a plan with a static name and only the built-in related
+    /// resources, as one shared part: the second line of a file on, when
+    /// writing for the queue.
+    fn shared_stretch(&self, b: &mut Build<'_, '_>) -> Option<(u32, usize)> {
+        if !b.scratch.share || !self.related.is_empty() || !self.resource.by_path {
+            return None;
+        }
+        let Name::Static(name) = &self.name else {
+            return None;
+        };
+        let path = b.scope.obs.field("path").and_then(Value::as_str)?;
+        let scratch = &mut *b.scratch;
+        let memo = &mut scratch.resource;
+        // The memo is this plan's (by its labels) and this file's: an
+        // event of this file under this plan was written in full before.
+        if memo.labels != std::ptr::from_ref(&self.resource) as usize || memo.path != path {
+            return None;
+        }
+        let part = *memo.stretch.get_or_insert_with(|| {
+            let mut bytes = b",\"event\":".to_vec();
+            json::write_str(&mut bytes, name);
+            bytes.extend_from_slice(b",\"resource\":");
+            bytes.extend_from_slice(&memo.json);
+            bytes.extend_from_slice(b",\"related\":[");
+            bytes.extend_from_slice(&self.builtin_related);
+            bytes.extend_from_slice(b"],\"payload\":");
+            queue::shared::intern(&bytes).map(|id| (id, bytes.len()))
+        });
+        if part.is_some() {
+            scratch.resource_id.clone_from(&memo.id);
+        }
+        part
+    }
+
+    /// Writes the event's name, resource and related resources, up to
+    /// its payload.
+    fn write_stretch(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+        out.extend_from_slice(b",\"event\":");
+        self.write_name(b, out)?;
+        out.extend_from_slice(b",\"resource\":");
+        write_resource(&self.resource, b, out)?;
+        out.extend_from_slice(b",\"related\":[");
+        let mut written = 0;
+        for related in &self.related {
+            let mark = out.len();
+            if written > 0 {
+                out.push(b',');
+            }
+            match write_labels(related, b, out, Some(written)) {
+                Ok(()) => written += 1,
+                // A related resource whose values this observation lacks
+                // (a process outside any container) is left out.
+                Err(Failure::Missing(_)) if related.optional => out.truncate(mark),
+                Err(failure) => return Err(failure),
+            }
+        }
+        if !self.builtin_related.is_empty() {
+            if written > 0 {
+                out.push(b',');
+            }
+            match self.related_part.filter(|_| b.scratch.share) {
+                Some(id) => b.scratch.write_ref(out, id, self.builtin_related.len()),
+                None => out.extend_from_slice(&self.builtin_related),
+            }
+        }
+        out.extend_from_slice(b"],\"payload\":");
+        Ok(())
     }
 
     fn write_name(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
@@ -743,6 +791,7 @@ fn write_resource(
     } else {
         None
     };
+    memo.stretch = None;
     Ok(())
 }
 
