@@ -128,8 +128,7 @@ pub fn unacked_records(queue_dir: &Path, limit: usize) -> Result<Vec<Record>, Qu
     // one, as it does for the reader.
     let mut parts = shared::PartMap::default();
     survey(&FsStorage, queue_dir, |r| {
-        if let Some((id, part)) = shared::as_definition(r.payload) {
-            parts.insert(id, Bytes::copy_from_slice(part));
+        if shared::learn(&mut parts, r.payload) {
             return true;
         }
         let payload = if shared::has_refs(r.payload) {

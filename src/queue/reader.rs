@@ -457,8 +457,7 @@ fn read_chunk(
         match record::decode(&bytes, pos) {
             Decoded::Record { seq, payload, end } if seq > prev => {
                 let raw = &bytes[payload.clone()];
-                let (held, len) = if let Some((id, part)) = shared::as_definition(raw) {
-                    parts.map.insert(id, Bytes::copy_from_slice(part));
+                let (held, len) = if shared::learn(&mut parts.map, raw) {
                     (Held::Definition, 0)
                 } else if shared::has_refs(raw) {
                     if expanded.capacity() == 0 {
@@ -518,9 +517,7 @@ fn collect_parts(file: &dyn ReadFile, first_seq: u64, offset: u64) -> Parts {
     };
     if offset > 0 {
         segment::scan(file, offset, first_seq, 0, |found| {
-            if let Some((id, part)) = shared::as_definition(found.payload) {
-                parts.map.insert(id, Bytes::copy_from_slice(part));
-            }
+            shared::learn(&mut parts.map, found.payload);
             true
         });
     }

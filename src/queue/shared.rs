@@ -115,6 +115,16 @@ pub(crate) fn as_definition(payload: &[u8]) -> Option<(u32, &[u8])> {
     Some((id, &rest[4..]))
 }
 
+/// If `payload` is a definition, records its part in `parts` (replacing
+/// an earlier definition of the id) and says so.
+pub(crate) fn learn(parts: &mut PartMap, payload: &[u8]) -> bool {
+    let Some((id, part)) = as_definition(payload) else {
+        return false;
+    };
+    parts.insert(id, Bytes::copy_from_slice(part));
+    true
+}
+
 /// Whether a caller's payload would be taken for a definition.
 pub(crate) fn reserved(payload: &[u8]) -> bool {
     payload.starts_with(&[MARK, DEFINITION])
