@@ -443,3 +443,55 @@ async fn next_batch_is_cancellation_safe_and_wakes_on_append() {
     assert_eq!(reader.next_batch(10, 1 << 20).await.unwrap()[0].seq, 4);
     assert!(reader.next_batch(10, 1 << 20).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_dropped_while_in_flight_is_taken_up_by_the_next_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, _) = Queue::open(&tmp.path().join("q"), config()).unwrap();
+    let n = 300u64;
+    let all: Vec<Vec<u8>> = (1..=n).map(payload).collect();
+    queue.append(all).await.unwrap();
+    let mut reader = queue.reader().unwrap();
+    let mut seqs = Vec::new();
+    let mut round = 0usize;
+    while (seqs.len() as u64) < n {
+        round += 1;
+        // A large read, dropped after its first poll: it is most likely
+        // still running on the blocking pool.
+        if let Ok(batch) =
+            tokio::time::timeout(Duration::ZERO, reader.next_batch(100, usize::MAX)).await
+        {
+            let batch = batch.unwrap();
+            assert!(batch.len() <= 100);
+            seqs.extend(batch.iter().map(|r| r.seq));
+            if seqs.len() as u64 == n {
+                break;
+            }
+        }
+        // The next call, with smaller limits, gets what that read found
+        // first, within its own limits.
+        let limit = 1 + round % 7;
+        let batch =
+            tokio::time::timeout(Duration::from_secs(10), reader.next_batch(limit, 1 << 20))
+                .await
+                .expect("records are readable")
+                .unwrap();
+        assert!(
+            !batch.is_empty() && batch.len() <= limit,
+            "{} > {limit}",
+            batch.len()
+        );
+        for record in &batch {
+            assert_eq!(record.payload.as_ref(), payload(record.seq).as_slice());
+        }
+        seqs.extend(batch.iter().map(|r| r.seq));
+    }
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "every record once, in order"
+    );
+    reader.ack(n).await.unwrap();
+    drop(reader);
+    queue.close().await.unwrap();
+}

@@ -8,8 +8,11 @@
 //! the size seen lately, not for `max_bytes`: the batch's records keep the
 //! whole buffer alive until they are acked, and a read of 1 MiB for 200 KiB
 //! of records costs memory and copying for nothing. A short guess only
-//! makes a smaller batch. All of its state changes happen after its last
-//! `.await`, which is what makes `next_batch` safe to cancel.
+//! makes a smaller batch. `next_batch` is safe to cancel: its state
+//! changes happen after its last `.await`, except that a read already
+//! running is kept, and the next call takes up its result (handing out
+//! what exceeds its own limits later). The buffers a read fills are
+//! allocated before it goes to the blocking pool (see [`Buffers`]).
 //!
 //! Records with references to shared parts (see [`super::shared`]) are put
 //! back together here, from the definitions met earlier in the segment, so
@@ -76,10 +79,26 @@ pub struct Reader {
     /// up to `max_bytes` only to use a fraction of it.
     avg_record: u64,
     /// The shared parts defined in the segment being read, up to where
-    /// it was read; `None` while a read is in flight or after one was
-    /// cancelled (then they are collected again).
+    /// it was read; `None` while a read is in flight.
     parts: Option<Parts>,
+    /// A read started by a `next_batch` that was dropped before it ended:
+    /// the next call takes its result rather than reading (and collecting
+    /// the segment's shared parts) again.
+    reading: Option<Reading>,
+    /// Records read (by a read started for larger limits) and not yet
+    /// handed out; they come first.
+    ahead: VecDeque<Record>,
 }
+
+/// A read running on the blocking pool.
+struct Reading {
+    plan: Plan,
+    task: tokio::task::JoinHandle<io::Result<Read>>,
+}
+
+/// What a read gives back: the file (kept open for the next read), the
+/// records and the segment's shared parts up to their end.
+type Read = (Arc<dyn ReadFile>, Chunk, Parts);
 
 /// The shared parts a segment defines before an offset.
 #[derive(Default)]
@@ -149,6 +168,8 @@ impl Reader {
             persisted_at: std::time::Instant::now(),
             avg_record: 0,
             parts: None,
+            reading: None,
+            ahead: VecDeque::new(),
         }
     }
 
@@ -168,68 +189,50 @@ impl Reader {
         max_bytes: usize,
     ) -> Result<Vec<Record>, QueueError> {
         let max_events = max_events.max(1);
+        if !self.ahead.is_empty() {
+            return Ok(self.hand_out(Vec::new(), max_events, max_bytes));
+        }
         let core = self.core.clone();
         loop {
-            let notified = core.data.notified();
-            tokio::pin!(notified);
-            // Registered before looking at the state, so a publish between
-            // the look and the await still wakes us.
-            notified.as_mut().enable();
-            let plan = match self.plan() {
-                Step::Read(plan) => plan,
-                Step::Moved => continue,
-                Step::Wait => {
-                    // Idle: a good moment to write pending acks. A record
-                    // published meanwhile still wakes the wait below, as
-                    // it was registered before the look.
-                    if self.unpersisted
-                        && let Err(e) = self.flush().await
-                    {
-                        tracing::warn!(error = %e, "QueueLedgerWriteFailed");
+            if self.reading.is_none() {
+                let notified = core.data.notified();
+                tokio::pin!(notified);
+                // Registered before looking at the state, so a publish
+                // between the look and the await still wakes us.
+                notified.as_mut().enable();
+                let plan = match self.plan() {
+                    Step::Read(plan) => plan,
+                    Step::Moved => continue,
+                    Step::Wait => {
+                        // Idle: a good moment to write pending acks. A
+                        // record published meanwhile still wakes the wait
+                        // below, as it was registered before the look.
+                        if self.unpersisted
+                            && let Err(e) = self.flush().await
+                        {
+                            tracing::warn!(error = %e, "QueueLedgerWriteFailed");
+                        }
+                        notified.await;
+                        continue;
                     }
-                    notified.await;
-                    continue;
-                }
-                Step::Closed => {
-                    self.flush().await?;
-                    return Ok(Vec::new());
-                }
-            };
-            let cached = self
-                .file
-                .as_ref()
-                .filter(|(seq, _)| *seq == plan.first_seq)
-                .map(|(_, f)| f.clone());
-            let storage = self.core.storage.clone();
-            let path = plan.path.clone();
-            let (offset, limit, seg_len, prev) =
-                (plan.offset, plan.limit, plan.seg_len, plan.prev_seq);
-            let first_seq = plan.first_seq;
-            let parts = self
-                .parts
-                .take()
-                .filter(|p| p.first_seq == first_seq && p.upto == offset);
-            // What `max_events` records of the usual size take, with a
-            // margin; a short read only makes a smaller batch.
-            let expect = match self.avg_record {
-                0 => u64::MAX,
-                avg => (max_events as u64).saturating_mul(avg + avg / 4),
-            };
-            let task = tokio::task::spawn_blocking(move || {
-                let file = match cached {
-                    Some(file) => file,
-                    None => storage.open_read(&path)?,
+                    Step::Closed => {
+                        self.flush().await?;
+                        return Ok(Vec::new());
+                    }
                 };
-                let mut parts = match parts {
-                    Some(parts) => parts,
-                    None => collect_parts(&*file, first_seq, offset),
-                };
-                let chunk = read_chunk(
-                    &*file, offset, limit, seg_len, max_events, max_bytes, prev, expect, &mut parts,
-                )?;
-                Ok::<_, io::Error>((file, chunk, parts))
-            });
-            let (file, chunk, parts) = match task.await {
+                let task = self.start_read(&plan, max_events, max_bytes);
+                self.reading = Some(Reading { plan, task });
+            }
+            // Awaited in place: if this future is dropped here, the read
+            // stays in `self.reading` for the next call.
+            let Some(reading) = self.reading.as_mut() else {
+                continue;
+            };
+            let joined = (&mut reading.task).await;
+            let Some(Reading { plan, .. }) = self.reading.take() else {
+                continue;
+            };
+            let (file, chunk, parts) = match joined {
                 Ok(Ok(done)) => done,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
                     self.file = None;
@@ -259,7 +262,7 @@ impl Reader {
                     }
                     let batch = self.take(&plan, &bytes, &expanded, recs);
                     if !batch.is_empty() {
-                        return Ok(batch);
+                        return Ok(self.hand_out(batch, max_events, max_bytes));
                     }
                 }
                 Chunk::Damaged { resume, lost } => {
@@ -274,6 +277,76 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Starts reading what `plan` names on the blocking pool: up to
+    /// `max_events` records of at most `max_bytes`, sized by the records
+    /// seen lately.
+    fn start_read(
+        &mut self,
+        plan: &Plan,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> tokio::task::JoinHandle<io::Result<Read>> {
+        let cached = self
+            .file
+            .as_ref()
+            .filter(|(seq, _)| *seq == plan.first_seq)
+            .map(|(_, f)| f.clone());
+        let storage = self.core.storage.clone();
+        let path = plan.path.clone();
+        let (offset, limit, seg_len, prev) = (plan.offset, plan.limit, plan.seg_len, plan.prev_seq);
+        let first_seq = plan.first_seq;
+        let parts = self
+            .parts
+            .take()
+            .filter(|p| p.first_seq == first_seq && p.upto == offset);
+        // What `max_events` records of the usual size take, with a
+        // margin; a short read only makes a smaller batch.
+        let expect = match self.avg_record {
+            0 => u64::MAX,
+            avg => (max_events as u64).saturating_mul(avg + avg / 4),
+        };
+        let buffers = Buffers::for_read(read_len(offset, limit, max_events, max_bytes, expect));
+        tokio::task::spawn_blocking(move || {
+            let file = match cached {
+                Some(file) => file,
+                None => storage.open_read(&path)?,
+            };
+            let mut parts = match parts {
+                Some(parts) => parts,
+                None => collect_parts(&*file, first_seq, offset),
+            };
+            let chunk = read_chunk(
+                &*file, offset, limit, seg_len, max_events, max_bytes, prev, expect, &mut parts,
+                buffers,
+            )?;
+            Ok((file, chunk, parts))
+        })
+    }
+
+    /// Up to `max_events` records of at most `max_bytes` (at least one)
+    /// from what is ahead and then `batch`; the rest waits in `ahead`.
+    fn hand_out(&mut self, batch: Vec<Record>, max_events: usize, max_bytes: usize) -> Vec<Record> {
+        if self.ahead.is_empty() && batch.len() <= max_events {
+            let bytes: usize = batch.iter().map(|r| r.payload.len()).sum();
+            if bytes <= max_bytes {
+                return batch;
+            }
+        }
+        self.ahead.extend(batch);
+        let mut bytes = 0;
+        let take = self
+            .ahead
+            .iter()
+            .take(max_events)
+            .take_while(|r| {
+                bytes += r.payload.len();
+                bytes <= max_bytes
+            })
+            .count()
+            .max(1);
+        self.ahead.drain(..take).collect()
     }
 
     /// Decides what to read next, catching up with the head if acks or
@@ -425,8 +498,39 @@ impl Drop for Reader {
     }
 }
 
-fn read_bytes(file: &dyn ReadFile, offset: u64, len: u64) -> io::Result<Bytes> {
-    Ok(Bytes::from(file.read_vec_at(offset, len as usize)?))
+fn read_bytes(file: &dyn ReadFile, offset: u64, len: u64, buf: Vec<u8>) -> io::Result<Bytes> {
+    Ok(Bytes::from(file.read_vec_at(offset, len as usize, buf)?))
+}
+
+/// The buffers one read fills, allocated by the async side: the blocking
+/// pool's threads then allocate next to nothing, so they do not each grow
+/// an allocator arena of their own that holds on to freed buffers.
+struct Buffers {
+    read: Vec<u8>,
+    expanded: Vec<u8>,
+}
+
+impl Buffers {
+    /// Room for a read of `want` bytes and the events put back from it
+    /// (about 2.5 times their records for log lines).
+    fn for_read(want: u64) -> Buffers {
+        let want = usize::try_from(want).unwrap_or(0);
+        Buffers {
+            read: Vec::with_capacity(want),
+            expanded: Vec::with_capacity(want.saturating_mul(5) / 2),
+        }
+    }
+}
+
+/// How many bytes a read at `offset` takes: enough for `max_events`
+/// records of at most `max_bytes`, no more than about `expect`, never past
+/// `limit`.
+fn read_len(offset: u64, limit: u64, max_events: usize, max_bytes: usize, expect: u64) -> u64 {
+    (max_bytes as u64)
+        .saturating_add((max_events as u64).saturating_mul(HEADER_LEN as u64))
+        .min(expect)
+        .clamp(HEADER_LEN as u64, READ_CAP)
+        .min(limit - offset)
 }
 
 /// Reads records from `offset` up to `limit` (blocking), at most about
@@ -442,16 +546,13 @@ fn read_chunk(
     prev_seq: u64,
     expect: u64,
     parts: &mut Parts,
+    buffers: Buffers,
 ) -> io::Result<Chunk> {
     let avail = limit - offset;
-    let want = (max_bytes as u64)
-        .saturating_add((max_events as u64).saturating_mul(HEADER_LEN as u64))
-        .min(expect)
-        .clamp(HEADER_LEN as u64, READ_CAP)
-        .min(avail);
-    let mut bytes = read_bytes(file, offset, want)?;
+    let want = read_len(offset, limit, max_events, max_bytes, expect);
+    let mut bytes = read_bytes(file, offset, want, buffers.read)?;
     let mut recs = Vec::new();
-    let mut expanded = Vec::new();
+    let mut expanded = buffers.expanded;
     let (mut pos, mut total, mut prev, mut events) = (0, 0, prev_seq, 0);
     while events < max_events {
         match record::decode(&bytes, pos) {
@@ -493,15 +594,20 @@ fn read_chunk(
             }
             Decoded::Incomplete { needed } if recs.is_empty() && needed as u64 <= avail => {
                 // The first record is larger than what we read: read it whole.
-                bytes = read_bytes(file, offset, needed as u64)?;
+                bytes = read_bytes(file, offset, needed as u64, Vec::new())?;
             }
             _ if !recs.is_empty() => break,
             _ => return damaged(file, offset, seg_len, prev_seq),
         }
     }
+    let expanded = if expanded.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::from(expanded)
+    };
     Ok(Chunk::Records {
         bytes,
-        expanded: Bytes::from(expanded),
+        expanded,
         recs,
     })
 }

@@ -132,8 +132,9 @@ impl ReadFile for FsReadFile {
 
     /// Reads into the vector's spare capacity, which `Read::read_to_end`
     /// does without zeroing it first (a positional read cannot, safely).
-    fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = Vec::with_capacity(len);
+    fn read_vec_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        buf.clear();
+        buf.reserve(len);
         let _cursor = self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
         let mut file = &self.file;
         file.seek(SeekFrom::Start(offset))?;
@@ -161,7 +162,9 @@ mod tests {
             let mut expected = vec![0; len];
             read.read_exact_at(&mut expected, offset as u64)
                 .expect("read_exact_at");
-            let got = read.read_vec_at(offset as u64, len).expect("read_vec_at");
+            let got = read
+                .read_vec_at(offset as u64, len, Vec::new())
+                .expect("read_vec_at");
             assert_eq!(got, expected, "offset {offset}, len {len}");
             assert_eq!(got, data[offset..offset + len]);
         }
@@ -169,7 +172,9 @@ mod tests {
         let mut byte = [0u8; 1];
         read.read_exact_at(&mut byte, 5).expect("read_exact_at");
         assert_eq!(byte[0], data[5]);
-        let short = read.read_vec_at(9_999, 2).expect_err("past the end");
+        let short = read
+            .read_vec_at(9_999, 2, Vec::new())
+            .expect_err("past the end");
         assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

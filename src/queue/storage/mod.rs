@@ -130,14 +130,16 @@ pub trait ReadFile: Send + Sync {
     /// The underlying I/O error.
     fn size(&self) -> io::Result<u64>;
 
-    /// Reads exactly `len` bytes at `offset` into a new buffer, or fails
-    /// with `UnexpectedEof`. A backend that can read into uninitialized
-    /// memory saves zeroing the buffer first.
+    /// Reads exactly `len` bytes at `offset` into `buf` (emptied first;
+    /// its capacity is reused), or fails with `UnexpectedEof`. A backend
+    /// that can read into uninitialized memory saves zeroing the buffer
+    /// first.
     ///
     /// # Errors
     /// The underlying I/O error, or `UnexpectedEof` if the file is shorter.
-    fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0; len];
+    fn read_vec_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        buf.clear();
+        buf.resize(len, 0);
         self.read_exact_at(&mut buf, offset)?;
         Ok(buf)
     }
