@@ -138,9 +138,15 @@ fn bad_items(body: &str, events: usize) -> Vec<(usize, String)> {
 
 /// The sending stage's state.
 pub struct Sender {
+    reader: Reader,
+    delivery: Delivery,
+}
+
+/// Everything that delivers a batch, apart from the reader, so that the
+/// next batch can be read while one is being delivered.
+struct Delivery {
     sink: Sink,
     config: SinkConfig,
-    reader: Reader,
     dead_letters: DeadLetters,
     stats: Arc<Stats>,
     rate: RateLimit,
@@ -165,15 +171,17 @@ impl Sender {
         fatal: CancellationToken,
     ) -> Self {
         Sender {
-            rate: RateLimit::new(config.max_events_per_second, config.burst),
-            backoff: Backoff::new(config.retry_initial, config.retry_max),
-            sink,
-            config,
             reader,
-            dead_letters,
-            stats,
-            last_auth_error: None,
-            fatal,
+            delivery: Delivery {
+                rate: RateLimit::new(config.max_events_per_second, config.burst),
+                backoff: Backoff::new(config.retry_initial, config.retry_max),
+                sink,
+                config,
+                dead_letters,
+                stats,
+                last_auth_error: None,
+                fatal,
+            },
         }
     }
 
@@ -186,35 +194,70 @@ impl Sender {
         }
     }
 
+    /// Delivers batch after batch. While one is being delivered, the next
+    /// is read (one cancel-safe read, given up if it is still waiting for
+    /// records when the delivery ends), so reading the queue overlaps the
+    /// round trip to the endpoint.
     async fn send_until_done(&mut self, stop: &CancellationToken) {
+        let Sender { reader, delivery } = self;
+        let mut next: Option<Vec<Record>> = None;
         loop {
-            let batch = tokio::select! {
+            let gathered = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                batch = gather(&mut self.reader, &self.config) => batch,
+                batch = async {
+                    match next.take() {
+                        Some(batch) => top_up(reader, &delivery.config, batch).await,
+                        None => gather(reader, &delivery.config).await,
+                    }
+                } => batch,
             };
-            let batch = match batch {
+            let batch = match gathered {
                 Ok(batch) if batch.is_empty() => return,
                 Ok(batch) => batch,
                 Err(e) => {
-                    let delay = self.backoff.next_delay();
+                    let delay = delivery.backoff.next_delay();
                     error!(stage = "sending", error = %e, retry_in = ?delay, "QueueReadFailed");
-                    if self.pause(delay, stop).await.is_err() {
+                    if delivery.pause(delay, stop).await.is_err() {
                         return;
                     }
                     continue;
                 }
             };
             let last = batch.last().map_or(0, |r| r.seq);
-            if self.deliver(batch, stop).await.is_err() {
+            let (max_events, max_bytes) = (
+                delivery.config.batch_max_events,
+                delivery.config.batch_max_bytes,
+            );
+            let (delivered, ahead) = {
+                let deliver = delivery.deliver(batch, stop);
+                let read_ahead = reader.next_batch(max_events, max_bytes);
+                tokio::pin!(deliver, read_ahead);
+                let mut ahead = None;
+                loop {
+                    tokio::select! {
+                        biased;
+                        delivered = &mut deliver => break (delivered, ahead),
+                        read = &mut read_ahead, if ahead.is_none() => ahead = Some(read),
+                    }
+                }
+            };
+            if delivered.is_err() {
                 return;
             }
-            if let Err(e) = self.reader.ack(last).await {
+            // An empty batch means closed and drained: the loop ends then.
+            // A failed read is tried again (and reported) by the next gather.
+            if let Some(Ok(batch)) = ahead {
+                next = Some(batch);
+            }
+            if let Err(e) = reader.ack(last).await {
                 error!(stage = "sending", seq = last, error = %e, "QueueAckFailed: these events may be sent again after a restart");
             }
         }
     }
+}
 
+impl Delivery {
     /// Delivers one batch, or dead-letters what the endpoint refuses for
     /// good; returns once nothing of it is left to send.
     async fn deliver(
@@ -369,9 +412,20 @@ impl Sender {
 /// One batch: what is queued now, topped up for at most `batch_timeout`
 /// when it is not full. Empty only when the queue is closed and drained.
 async fn gather(reader: &mut Reader, config: &SinkConfig) -> Result<Vec<Record>, QueueError> {
-    let mut batch = reader
+    let batch = reader
         .next_batch(config.batch_max_events, config.batch_max_bytes)
         .await?;
+    top_up(reader, config, batch).await
+}
+
+/// Tops `batch` up with what is queued for at most `batch_timeout` while
+/// it is not full. An empty batch stays empty (the queue is closed and
+/// drained).
+async fn top_up(
+    reader: &mut Reader,
+    config: &SinkConfig,
+    mut batch: Vec<Record>,
+) -> Result<Vec<Record>, QueueError> {
     let mut bytes: usize = batch.iter().map(|r| r.payload.len()).sum();
     let deadline = Instant::now() + config.batch_timeout;
     while !batch.is_empty()
