@@ -50,7 +50,7 @@ const EVENT_CHANNEL: usize = 2;
 /// enough that one fsync covers the lines a fast source reads meanwhile.
 const APPEND_BATCH: usize = 4096;
 /// Most bytes in one queue append (and a quarter of the queue at most).
-const APPEND_MAX_BYTES: u64 = 2 << 20;
+const APPEND_MAX_BYTES: u64 = 1 << 20;
 /// The name the agent's own observations carry as their source.
 const AGENT_SOURCE: &str = "agent";
 /// How often rate-limited mapping rules report what they held back.
