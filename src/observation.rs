@@ -7,7 +7,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -38,13 +39,14 @@ pub struct Observation {
 
 /// What the file source saw in one line, kept typed rather than in
 /// `fields`: a line is the one observation made millions of times a
-/// minute, and this way it costs a single allocation (its text), nothing
-/// is looked up by name and nothing about its file is copied per line.
+/// minute, and this way it costs no allocation of its own (its text is a
+/// slice of the chunk the file was read in), nothing is looked up by name
+/// and nothing about its file is copied per line.
 /// [`Observation::field`] answers for these fields as for any other.
 #[derive(Debug)]
 pub struct Line {
-    /// `line`: the text, always a JSON string.
-    pub text: Value,
+    /// `line`: the text (see [`LineText`]).
+    pub text: LineText,
     /// `path`: where the file was found, always a JSON string, shared by
     /// every line of the file.
     pub path: Arc<Value>,
@@ -65,9 +67,10 @@ pub struct Line {
 static TRUE: Value = Value::Bool(true);
 
 impl Line {
-    /// A line's fields.
+    /// A line's fields; `text` is a `String` or the line's bytes as read
+    /// (see [`LineText`]).
     pub fn new(
-        text: String,
+        text: impl Into<LineText>,
         path: Arc<Value>,
         offset: u64,
         truncated: bool,
@@ -75,7 +78,7 @@ impl Line {
         identity: [u8; 32],
     ) -> Self {
         Line {
-            text: Value::String(text),
+            text: text.into(),
             path,
             offset: Value::from(offset),
             truncated,
@@ -94,7 +97,7 @@ impl Line {
     /// when present.
     fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
         [
-            Some(("line", &self.text)),
+            Some(("line", self.text.as_value())),
             Some(("path", &*self.path)),
             Some(("offset", &self.offset)),
             self.truncated.then_some(("truncated", &TRUE)),
@@ -106,13 +109,86 @@ impl Line {
 
     fn field(&self, name: &str) -> Option<&Value> {
         match name {
-            "line" => Some(&self.text),
+            "line" => Some(self.text.as_value()),
             "path" => Some(&self.path),
             "offset" => Some(&self.offset),
             "truncated" => self.truncated.then_some(&TRUE),
             "json" => self.json.as_ref(),
             _ => None,
         }
+    }
+}
+
+/// A line's text, usually a slice of the chunk its file was read in:
+/// the reader checks a chunk's UTF-8 once and shares it, so a line costs
+/// no allocation and no copy of its own, and nothing checks it again. A
+/// line that is not valid UTF-8 (or spans two reads) has its own text,
+/// with invalid sequences replaced by U+FFFD. A JSON string of the text
+/// ([`LineText::as_value`]) is made on first need only, for what needs a
+/// `serde_json::Value` (all fields of an observation); the hot path (the
+/// line written into an event) never makes one.
+pub struct LineText {
+    /// The chunk (or the line alone).
+    text: Arc<str>,
+    /// Where the line is in it.
+    range: Range<usize>,
+    /// The text as a JSON string, made on first need.
+    value: OnceLock<Value>,
+}
+
+impl LineText {
+    /// The line at `range` of a chunk; `None` unless the range falls on
+    /// character boundaries inside it.
+    pub fn in_chunk(chunk: &Arc<str>, range: Range<usize>) -> Option<Self> {
+        chunk.get(range.clone())?;
+        Some(LineText {
+            text: chunk.clone(),
+            range,
+            value: OnceLock::new(),
+        })
+    }
+
+    /// The first `len` bytes of the text (fewer, to end on a character
+    /// boundary).
+    pub fn cut(self, len: usize) -> Self {
+        let text = self.as_str();
+        let mut end = len.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        LineText {
+            range: self.range.start..self.range.start + end,
+            text: self.text,
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.text.get(self.range.clone()).unwrap_or_default()
+    }
+
+    /// The text as a JSON string, made (once) on first call.
+    pub fn as_value(&self) -> &Value {
+        self.value
+            .get_or_init(|| Value::String(self.as_str().to_owned()))
+    }
+}
+
+impl From<String> for LineText {
+    fn from(text: String) -> Self {
+        let range = 0..text.len();
+        LineText {
+            text: Arc::from(text),
+            range,
+            value: OnceLock::new(),
+        }
+    }
+}
+
+impl fmt::Debug for LineText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -203,5 +279,75 @@ impl OnDurable {
     /// Runs it.
     pub fn fire(self) {
         (self.0)();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(text: impl Into<LineText>) -> Observation {
+        let line = Line::new(
+            text,
+            Arc::new(Value::from("/var/log/a.log")),
+            7,
+            false,
+            None,
+            [0; 32],
+        );
+        Observation::line(Arc::from("app"), Utc::now(), line)
+    }
+
+    #[test]
+    fn line_text_reads_in_place_from_its_chunk() {
+        let chunk: Arc<str> = Arc::from("one\ntwo \u{e9}\n");
+        let text = LineText::in_chunk(&chunk, 4..10).expect("on boundaries");
+        assert_eq!(text.as_str(), "two \u{e9}");
+        assert_eq!(
+            text.as_str().as_ptr(),
+            chunk[4..].as_ptr(),
+            "borrowed from the chunk, not copied"
+        );
+        assert_eq!(text.as_value(), &Value::from("two \u{e9}"));
+        assert!(LineText::in_chunk(&chunk, 4..9).is_none(), "inside a char");
+        assert!(LineText::in_chunk(&chunk, 4..99).is_none(), "past the end");
+    }
+
+    #[test]
+    fn a_cut_ends_on_a_character_boundary() {
+        let chunk: Arc<str> = Arc::from("x caf\u{e9}s");
+        let text = LineText::in_chunk(&chunk, 2..8).expect("on boundaries");
+        assert_eq!(text.cut(4).as_str(), "caf");
+        let text = LineText::from(String::from("caf\u{e9}s"));
+        assert_eq!(text.cut(5).as_str(), "caf\u{e9}");
+        assert_eq!(LineText::from(String::from("ab")).cut(9).as_str(), "ab");
+    }
+
+    #[test]
+    fn an_empty_line_is_an_empty_string() {
+        let obs = typed(String::new());
+        assert_eq!(obs.line.as_ref().map(|l| l.text.as_str()), Some(""));
+        assert_eq!(obs.field("line"), Some(&Value::from("")));
+    }
+
+    #[test]
+    fn a_typed_line_answers_by_name_as_fields_would() {
+        let chunk: Arc<str> = Arc::from("GET / 200\n");
+        let in_chunk = typed(LineText::in_chunk(&chunk, 0..9).expect("on boundaries"));
+        let from_string = typed(String::from("GET / 200"));
+        for obs in [&in_chunk, &from_string] {
+            assert_eq!(obs.field("line"), Some(&Value::from("GET / 200")));
+            assert_eq!(obs.field("offset"), Some(&Value::from(7)));
+            assert_eq!(obs.field("truncated"), None);
+            let all: Vec<(&str, &Value)> = obs.all_fields().collect();
+            assert_eq!(
+                all,
+                [
+                    ("line", &Value::from("GET / 200")),
+                    ("path", &Value::from("/var/log/a.log")),
+                    ("offset", &Value::from(7)),
+                ]
+            );
+        }
     }
 }

@@ -228,11 +228,20 @@ impl<'a> Scope<'a> {
             Root::Source => return Some(Val::Str(&self.obs.source)),
             Root::Kind => return Some(Val::Str(&self.obs.kind)),
             Root::Hostname => return Some(Val::Str(self.hostname)),
-            Root::Field(name) => match self.obs.field(name) {
-                Some(value) => value,
-                None if &**name == "json" => self.parsed_line()?,
-                None => return None,
-            },
+            Root::Field(name) => {
+                // A typed line's text is read in place: no JSON value is
+                // made of it (a line has no fields below it).
+                if &**name == "line"
+                    && let Some(line) = &self.obs.line
+                {
+                    return field.path.is_empty().then(|| Val::Str(line.text.as_str()));
+                }
+                match self.obs.field(name) {
+                    Some(value) => value,
+                    None if &**name == "json" => self.parsed_line()?,
+                    None => return None,
+                }
+            }
         };
         for key in &field.path {
             value = match value {
@@ -247,7 +256,11 @@ impl<'a> Scope<'a> {
     fn parsed_line(&self) -> Option<&'a Value> {
         self.json
             .get_or_init(|| {
-                let line = self.obs.field("line")?.as_str()?.trim_start();
+                let line = match &self.obs.line {
+                    Some(line) => line.text.as_str(),
+                    None => self.obs.field("line")?.as_str()?,
+                }
+                .trim_start();
                 if !line.starts_with('{') {
                     return None;
                 }

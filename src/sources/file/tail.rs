@@ -1,6 +1,8 @@
 //! Reads one open file from an offset and turns its bytes into line
 //! observations: large `pread`s split with `memchr`, over-long lines cut,
-//! invalid UTF-8 replaced, multiline records joined, JSON parsed.
+//! multiline records joined, JSON parsed. A line's text is a slice of the
+//! chunk it was read in, not a copy; invalid UTF-8 in it is replaced when
+//! the text is read (see [`crate::observation::LineText`]).
 //!
 //! Nothing above this module sees a partial line: a line is emitted once
 //! its newline was read, or when the file ends for good (rotated away,
@@ -21,10 +23,11 @@ use serde_json::Value;
 use super::checkpoint::Store;
 use super::config::Multiline;
 use super::fingerprint::{Fingerprint, TAIL_CHECK_BYTES, TailCheck, line_hash};
-use crate::observation::{Line, Observation, OnDurable};
+use crate::observation::{Line, LineText, Observation, OnDurable};
 
 /// Bytes read per `pread`. Large enough that syscalls do not matter, small
-/// enough that a batch of observations stays small in memory.
+/// enough that a batch of observations stays small in memory (its lines'
+/// texts are slices of the chunk, which lives until the last is dropped).
 pub const CHUNK_BYTES: usize = 128 * 1024;
 /// Most observations in one batch, so that a file of tiny lines does not
 /// turn one chunk into a huge batch (each observation costs ~200 bytes
@@ -206,8 +209,15 @@ impl Tail {
         if got == k {
             return Ok(Outcome::Eof);
         }
+        // One shared, checked copy of the chunk's valid UTF-8: each line's
+        // text is a slice of it (no allocation or check per line), and the
+        // chunk is freed once the last of its lines is.
         let data = &buf[k..got];
-        let consumed = self.process(data, out);
+        let text: Arc<str> = match std::str::from_utf8(data) {
+            Ok(text) => Arc::from(text),
+            Err(e) => Arc::from(std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default()),
+        };
+        let consumed = self.process(data, &text, out);
         self.slide_window(&data[..consumed]);
         self.read_pos += consumed as u64;
         self.seal(out);
@@ -218,7 +228,7 @@ impl Tail {
 
     /// Splits `data` (the bytes at `read_pos`) into lines. Returns how many
     /// bytes it used: all, unless the batch reached [`MAX_BATCH_LINES`].
-    fn process(&mut self, data: &[u8], out: &mut Vec<Observation>) -> usize {
+    fn process(&mut self, data: &[u8], text: &Arc<str>, out: &mut Vec<Observation>) -> usize {
         let base = self.read_pos;
         let max = self.settings.max_line_bytes;
         let now = Utc::now();
@@ -233,11 +243,11 @@ impl Tail {
                         // gigabytes away: memory stays bounded and the
                         // file keeps moving.
                         let room = max - self.partial.len();
-                        let mut line = std::mem::take(&mut self.partial);
-                        line.extend_from_slice(&rest[..room]);
-                        self.line(&line, self.line_start, true, data, base, now, out);
-                        line.clear();
+                        self.partial.extend_from_slice(&rest[..room]);
+                        let line = std::mem::take(&mut self.partial);
+                        self.line(&line, None, self.line_start, true, data, base, now, out);
                         self.partial = line;
+                        self.partial.clear();
                         self.skipping = true;
                     } else {
                         self.partial.extend_from_slice(rest);
@@ -250,8 +260,10 @@ impl Tail {
             if self.skipping {
                 self.skipping = false;
             } else if self.partial.is_empty() {
+                let shared = LineText::in_chunk(text, pos..end);
                 self.line(
                     &data[pos..end],
+                    shared,
                     self.line_start,
                     false,
                     data,
@@ -260,17 +272,19 @@ impl Tail {
                     out,
                 );
             } else {
+                // A line begun in an earlier read: copied out of `partial`
+                // (one copy per read at most).
+                let room = max.saturating_sub(self.partial.len());
+                self.partial
+                    .extend_from_slice(&data[pos..end.min(pos + room + 1)]);
                 let mut line = std::mem::take(&mut self.partial);
-                let room = max.saturating_sub(line.len());
-                line.extend_from_slice(&data[pos..end.min(pos + room + 1)]);
-                self.line(&line, self.line_start, false, data, base, now, out);
-                line.clear();
-                if line.capacity() > 64 * 1024 {
-                    // One long line must not pin its buffer for the life
-                    // of the file.
-                    line = Vec::new();
+                self.line(&line, None, self.line_start, false, data, base, now, out);
+                // One long line must not pin its buffer for the life of
+                // the file.
+                if line.capacity() <= 64 * 1024 {
+                    line.clear();
+                    self.partial = line;
                 }
-                self.partial = line;
             }
             pos = end + 1;
             self.line_start = base + pos as u64;
@@ -315,11 +329,14 @@ impl Tail {
         self.window_len = keep + consumed.len();
     }
 
-    /// One complete (or cut) line at `offset`.
+    /// One complete (or cut) line at `offset`: its bytes as read, and its
+    /// text when it is a checked slice of the chunk (otherwise made from
+    /// the bytes).
     #[allow(clippy::too_many_arguments)]
     fn line(
         &mut self,
         bytes: &[u8],
+        text: Option<LineText>,
         offset: u64,
         cut: bool,
         data: &[u8],
@@ -328,13 +345,14 @@ impl Tail {
         out: &mut Vec<Observation>,
     ) {
         let max = self.settings.max_line_bytes;
-        let (bytes, cut) = if bytes.len() > max {
-            (&bytes[..floor_char_boundary(bytes, max)], true)
+        let (bytes, text, cut) = if bytes.len() > max {
+            let n = floor_char_boundary(bytes, max);
+            (&bytes[..n], text.map(|t| t.cut(n)), true)
         } else {
-            (bytes, cut)
+            (bytes, text, cut)
         };
         let Some(multiline) = &self.settings.multiline else {
-            out.push(self.observation(bytes, offset, cut, now));
+            out.push(self.observation(bytes, text, offset, cut, now));
             return;
         };
         let starts = multiline.start.is_match(bytes);
@@ -370,7 +388,7 @@ impl Tail {
 
     fn flush_record(&mut self, now: DateTime<Utc>, out: &mut Vec<Observation>) {
         if let Some(record) = self.record.take() {
-            out.push(self.observation(&record.bytes, record.start, record.truncated, now));
+            out.push(self.observation(&record.bytes, None, record.start, record.truncated, now));
         }
     }
 
@@ -395,7 +413,16 @@ impl Tail {
         let now = Utc::now();
         if !self.partial.is_empty() && !self.skipping {
             let line = std::mem::take(&mut self.partial);
-            self.line(&line, self.line_start, false, &[], self.read_pos, now, out);
+            self.line(
+                &line,
+                None,
+                self.line_start,
+                false,
+                &[],
+                self.read_pos,
+                now,
+                out,
+            );
         }
         self.partial.clear();
         self.skipping = false;
@@ -428,17 +455,16 @@ impl Tail {
         }));
     }
 
+    /// The observation of one line. Its text stays bytes: invalid UTF-8 is
+    /// replaced when the text is read (see [`crate::observation::LineText`]).
     fn observation(
         &self,
         bytes: &[u8],
+        text: Option<LineText>,
         offset: u64,
         truncated: bool,
         now: DateTime<Utc>,
     ) -> Observation {
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-        };
         let mut identity = [0u8; 32];
         identity[..16].copy_from_slice(&self.fingerprint.to_bytes());
         identity[16..24].copy_from_slice(&offset.to_le_bytes());
@@ -448,6 +474,12 @@ impl Tail {
         } else {
             None
         };
+        let text = text.unwrap_or_else(|| {
+            LineText::from(match std::str::from_utf8(bytes) {
+                Ok(text) => text.to_owned(),
+                Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+            })
+        });
         Observation::line(
             self.settings.source.clone(),
             now,
@@ -725,6 +757,50 @@ mod tests {
         assert_eq!(out[0].field("offset"), Some(&Value::from(26)));
         fire_all(out);
         assert_eq!(f.store.get(&fp).expect("entry").offset, 43);
+    }
+
+    /// The bytes of each line's text, where they live.
+    fn texts(observations: &[Observation]) -> Vec<&[u8]> {
+        observations
+            .iter()
+            .map(|o| {
+                o.line
+                    .as_ref()
+                    .expect("typed line")
+                    .text
+                    .as_str()
+                    .as_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_of_one_read_share_its_chunk() {
+        let f = fixture(1024, None, false);
+        f.append(b"first\nsecond\n\nlast\n");
+        let (out, _) = drain(&mut f.tail(0));
+        assert_eq!(lines(&out), ["first", "second", "", "last"]);
+        let texts = texts(&out);
+        // Slices of one buffer, at their distance in the file: no line
+        // was copied.
+        let at = |i: usize| texts[i].as_ptr() as usize;
+        assert_eq!(at(1) - at(0), 6);
+        assert_eq!(at(3) - at(0), 14);
+        assert_eq!(out[2].field("line"), Some(&Value::from("")));
+        assert_eq!(out[3].field("offset"), Some(&Value::from(14)));
+    }
+
+    #[test]
+    fn a_line_spanning_reads_is_whole_and_outlives_the_reader() {
+        let f = fixture(1024, None, false);
+        f.append(b"caf\xc3");
+        let mut tail = f.tail(0);
+        assert!(drain(&mut tail).0.is_empty());
+        f.append(b"\xa9 ok\nnext\n");
+        let (out, _) = drain(&mut tail);
+        drop(tail);
+        assert_eq!(lines(&out), ["caf\u{e9} ok", "next"]);
+        assert_eq!(out[1].field("offset"), Some(&Value::from(9)));
     }
 
     #[test]
