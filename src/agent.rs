@@ -7,6 +7,11 @@
 //!                              sources' checkpoints      ledger, segments freed
 //! ```
 //!
+//! There is one mapper. The mapper stage runs it for most sources; the file
+//! source, which has a thread of its own, runs it there on its batches
+//! ([`crate::sources::MapHere`]) and hands the events straight to the
+//! appender.
+//!
 //! Start-up is linear and logged: lock the data_dir, open (and recover) the
 //! queue, build the sink, then start the stages. Shutdown runs in order:
 //! stop the sources, announce `herald.agent.stopped`, let the mapper and
@@ -18,10 +23,11 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +45,7 @@ use crate::sink::dead_letter::DeadLetters;
 use crate::sink::retry::Backoff;
 use crate::sink::sender::Sender;
 use crate::sink::{Sink, SinkError};
-use crate::sources::{self, Emitter, SourceContext};
+use crate::sources::{self, Closed, Emitter, MapHere, SourceContext};
 
 /// Batches of observations waiting for the mapper. Sources keep batches
 /// to a chunk read, so this bounds memory as well as count.
@@ -132,6 +138,12 @@ pub async fn run(
     );
     // The queue stores the parts events repeat once per segment.
     mapper.share_repeated_parts();
+    let mapper = Arc::new(Mutex::new(mapper));
+    let here: Arc<dyn MapHere> = Arc::new(MapOnThread {
+        mapper: mapper.clone(),
+        events: event_tx.clone(),
+        stats: stats.clone(),
+    });
     let mapper = tokio::spawn(map_all(mapper, observation_rx, event_tx, stats.clone()));
     let max_append_bytes =
         usize::try_from((config.queue.max_bytes / 4).min(APPEND_MAX_BYTES)).unwrap_or(usize::MAX);
@@ -159,7 +171,7 @@ pub async fn run(
     );
     let sender = tokio::spawn(sender.run(stop_sending.clone()));
 
-    let emitter = Emitter::new(observation_tx);
+    let emitter = Emitter::with_mapper(observation_tx, here);
     let agent_source: Arc<str> = Arc::from(AGENT_SOURCE);
     let started_event = Observation::new(agent_source.clone(), "agent.started")
         .with("version", VERSION)
@@ -301,7 +313,7 @@ fn user_state_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// The mapper stage: observations in, serialized events out. A bad
 /// observation is counted and logged; the stage carries on.
 async fn map_all(
-    mut mapper: Mapper,
+    mapper: Arc<Mutex<Mapper>>,
     mut observations: mpsc::Receiver<Vec<Observation>>,
     events: mpsc::Sender<Vec<Mapped>>,
     stats: Arc<Stats>,
@@ -316,40 +328,72 @@ async fn map_all(
                 Some(batch) => batch,
                 None => break,
             },
-            _ = report.tick() => mapper.suppressed_observation().into_iter().collect(),
+            _ = report.tick() => lock(&mapper).suppressed_observation().into_iter().collect(),
         };
-        Stats::add(&stats.observations, batch.len() as u64);
-        let mut mapped = Vec::with_capacity(batch.len());
-        for mut observation in batch {
-            // The checkpoint goes with the observation's last event, or
-            // alone when it made none, so a dropped line still moves it.
-            let on_durable = observation.on_durable.take();
-            let made = match mapper.map(observation, &mut mapped) {
-                Ok(made) => made,
-                Err(e) => {
-                    Stats::add(&stats.unmappable, 1);
-                    warn!(stage = "mapping", source = %e.source_name, kind = %e.kind, rule = e.error.rule(), error = %e, "ObservationUnmappable");
-                    0
-                }
-            };
-            if let Some(callback) = on_durable {
-                match mapped.last_mut() {
-                    Some(last) if made > 0 => last.on_durable = Some(callback),
-                    _ => mapped.push(Mapped {
-                        id: uuid::Uuid::nil(),
-                        json: Bytes::new(),
-                        on_durable: Some(callback),
-                    }),
-                }
-            }
-        }
+        let mapped = map_batch(&mut lock(&mapper), batch, &stats);
         if !mapped.is_empty() && events.send(mapped).await.is_err() {
             break;
         }
     }
-    if let Err(e) = mapper.flush_state() {
+    if let Err(e) = lock(&mapper).flush_state() {
         warn!(stage = "mapping", error = %e, "FollowsStateNotSaved");
     }
+}
+
+/// The mapper, run on a source's own thread.
+struct MapOnThread {
+    mapper: Arc<Mutex<Mapper>>,
+    events: mpsc::Sender<Vec<Mapped>>,
+    stats: Arc<Stats>,
+}
+
+impl MapHere for MapOnThread {
+    fn map_and_send(&self, batch: Vec<Observation>) -> BoxFuture<'_, Result<(), Closed>> {
+        let mapped = map_batch(&mut lock(&self.mapper), batch, &self.stats);
+        Box::pin(async move {
+            if mapped.is_empty() {
+                return Ok(());
+            }
+            self.events.send(mapped).await.map_err(|_| Closed)
+        })
+    }
+}
+
+/// The mapper, whoever held it last: a panic while mapping cannot leave it
+/// half-changed in a way that matters more than stopping would.
+fn lock(mapper: &Mutex<Mapper>) -> MutexGuard<'_, Mapper> {
+    mapper.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Maps a batch of observations into events, in order. A bad observation
+/// is counted and logged. Each observation's checkpoint callback goes with
+/// its last event, or alone when it made none, so a dropped line still
+/// moves its source's checkpoint.
+fn map_batch(mapper: &mut Mapper, batch: Vec<Observation>, stats: &Stats) -> Vec<Mapped> {
+    Stats::add(&stats.observations, batch.len() as u64);
+    let mut mapped = Vec::with_capacity(batch.len());
+    for mut observation in batch {
+        let on_durable = observation.on_durable.take();
+        let made = match mapper.map(observation, &mut mapped) {
+            Ok(made) => made,
+            Err(e) => {
+                Stats::add(&stats.unmappable, 1);
+                warn!(stage = "mapping", source = %e.source_name, kind = %e.kind, rule = e.error.rule(), error = %e, "ObservationUnmappable");
+                0
+            }
+        };
+        if let Some(callback) = on_durable {
+            match mapped.last_mut() {
+                Some(last) if made > 0 => last.on_durable = Some(callback),
+                _ => mapped.push(Mapped {
+                    id: uuid::Uuid::nil(),
+                    json: Bytes::new(),
+                    on_durable: Some(callback),
+                }),
+            }
+        }
+    }
+    mapped
 }
 
 /// What the appender holds: an event's bytes (empty for an observation

@@ -802,3 +802,97 @@ fn watch_reports_the_file_lifecycle() {
     );
     assert!(rig.lines().is_empty(), "tail = false reads no lines");
 }
+
+/// Mapping runs on the file source's own thread: rules apply to its lines
+/// as to any observation, and a line a rule drops still moves the
+/// checkpoint, so a restart sends neither it nor anything before it again.
+#[test]
+fn rules_map_and_drop_file_lines_and_dropped_lines_move_the_checkpoint() {
+    let rules = r#"
+[[mappings]]
+name = "noise"
+source = "app"
+kind = "line"
+when = [{ regex = '^noise ' }]
+drop = true
+
+[[mappings]]
+name = "orders"
+source = "app"
+kind = "line"
+when = [{ regex = '^order (?P<number>\d+)' }]
+event = "shop.order.placed"
+resource.id = "shop.order.{number}"
+payload = { number = "{number}", line = "{line}" }
+"#;
+    let rig = Rig::with(
+        "paths = [\"{logs}/*.log\"]\nstart_at = \"beginning\"",
+        rules,
+    );
+    let log = rig.log("app.log");
+    let orders = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|i| format!("order {i}")).collect()
+    };
+    append(&log, &orders(0..50));
+    append(&log, &numbered("noise", 50));
+    let agent = rig.start();
+    let placed = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == "shop.order.placed")
+            .map(|e| {
+                e["payload"]["number"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + LIMIT;
+    while placed(&rig.endpoint.accepted_events()).len() < 50 {
+        assert!(Instant::now() < deadline, "{}", rig.endpoint.describe());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rig.stop(agent);
+    let events = rig.endpoint.accepted_events();
+    let want: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    assert_eq!(placed(&events), want);
+    for event in events.iter().filter(|e| e["event"] == "shop.order.placed") {
+        let number = event["payload"]["number"].as_str().unwrap_or_default();
+        assert_eq!(
+            event["resource"]["prefect.resource.id"],
+            format!("shop.order.{number}")
+        );
+        assert_eq!(event["payload"]["line"], format!("order {number}"));
+    }
+    assert!(
+        !events.iter().any(|e| e.to_string().contains("noise 0")),
+        "dropped lines are not sent"
+    );
+    // The file ends with dropped lines, and the checkpoint is past them.
+    let state = rig.dir.path().join("data/state/file-app.json");
+    let text = fs::read(&state).expect("checkpoint file");
+    let json: Value = serde_json::from_slice(&text).expect("checkpoint json");
+    assert_eq!(
+        json["files"][0]["offset"].as_u64(),
+        Some(fs::metadata(&log).expect("size").len()),
+        "{json}"
+    );
+
+    // Restart after more lines: only the new order arrives. The noise at
+    // the end of the first run was dropped, and its checkpoint kept.
+    append(&log, &orders(50..51));
+    let agent = rig.start();
+    let deadline = Instant::now() + LIMIT;
+    while placed(&rig.endpoint.accepted_events()).len() < 51 {
+        assert!(Instant::now() < deadline, "{}", rig.endpoint.describe());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rig.stop(agent);
+    let all: Vec<String> = (0..51).map(|i| i.to_string()).collect();
+    assert_eq!(
+        placed(&rig.endpoint.accepted_events()),
+        all,
+        "nothing sent twice"
+    );
+}

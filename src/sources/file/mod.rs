@@ -410,7 +410,7 @@ impl Source {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => Err(Stop),
-                sent = emitter.emit_batch(batch) => sent.map_err(|_| Stop),
+                sent = emitter.emit_batch_here(batch) => sent.map_err(|_| Stop),
             }
         })
     }
