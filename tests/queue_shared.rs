@@ -373,3 +373,56 @@ async fn dropping_the_oldest_counts_events_and_keeps_the_rest_whole() {
     drop(reader);
     queue.close().await.unwrap();
 }
+
+/// A batch the reader put back together in one read comes with its JSON
+/// array, byte for byte what joining the payloads gives; any other batch
+/// (one cut from a larger read, or from records stored whole) has none.
+#[tokio::test]
+async fn a_batch_put_back_in_one_read_is_already_a_json_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, _) = Queue::open(dir.path(), config()).unwrap();
+    let wholes = fill(&queue, 1, 600).await;
+    let mut reader = queue.reader().unwrap();
+    let joined = |batch: &[herald::queue::Record]| -> Vec<u8> {
+        let mut out = b"[".to_vec();
+        for (i, r) in batch.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&r.payload);
+        }
+        out.push(b']');
+        out
+    };
+    let mut got = Vec::new();
+    let mut arrays = 0;
+    let mut last = 0;
+    for limit in [1, 7, 100, 250, 600] {
+        let batch = reader.next_batch(limit, usize::MAX).await.unwrap();
+        assert!(!batch.is_empty() && batch.len() <= limit);
+        if let Some(array) = reader.body_of(&batch) {
+            assert_eq!(array.as_ref(), joined(&batch).as_slice());
+            arrays += 1;
+        }
+        assert!(reader.body_of(&batch[..batch.len() - 1]).is_none() || batch.len() == 1);
+        last = batch.last().unwrap().seq;
+        got.extend(batch.into_iter().map(|r| r.payload.to_vec()));
+    }
+    assert!(arrays >= 3, "most batches come joined: {arrays}");
+    assert_eq!(got, wholes);
+
+    // Records stored whole are joined by the sink, not the reader.
+    let plain: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("{{\"n\":{i}}}").into_bytes())
+        .collect();
+    reader.ack(last).await.unwrap();
+    queue.append(plain.clone()).await.unwrap();
+    let batch = reader.next_batch(10, usize::MAX).await.unwrap();
+    assert_eq!(
+        batch.iter().map(|r| r.payload.to_vec()).collect::<Vec<_>>(),
+        plain
+    );
+    assert!(reader.body_of(&batch).is_none());
+    drop(reader);
+    queue.close().await.unwrap();
+}

@@ -88,6 +88,17 @@ pub struct Reader {
     /// Records read (by a read started for larger limits) and not yet
     /// handed out; they come first.
     ahead: VecDeque<Record>,
+    /// The last batch read as one JSON array, for [`Reader::body_of`].
+    body: Option<Body>,
+}
+
+/// A batch's payloads as one JSON array: how the reader lays out the
+/// events it puts back together, so that the array costs no copy.
+struct Body {
+    first: u64,
+    last: u64,
+    len: usize,
+    json: Bytes,
 }
 
 /// A read running on the blocking pool.
@@ -170,6 +181,7 @@ impl Reader {
             parts: None,
             reading: None,
             ahead: VecDeque::new(),
+            body: None,
         }
     }
 
@@ -334,6 +346,7 @@ impl Reader {
                 return batch;
             }
         }
+        self.body = None;
         self.ahead.extend(batch);
         let mut bytes = 0;
         let take = self
@@ -397,6 +410,9 @@ impl Reader {
     ) -> Vec<Record> {
         let head_seq = lock(&self.core.shared).head_seq;
         let mut batch = Vec::with_capacity(recs.len());
+        // The span of `expanded` the batch's payloads fill, while they
+        // follow each other there; `None` once one does not.
+        let mut span: Option<Option<Range<usize>>> = None;
         for (seq, held, end) in recs {
             self.pos = plan.base + end;
             self.prev_seq = seq;
@@ -407,8 +423,20 @@ impl Reader {
             self.in_flight.push_back((seq, plan.base + end, event));
             self.last_read = seq;
             let payload = match held {
-                Held::Plain(range) => bytes.slice(range),
-                Held::Expanded(range) => expanded.slice(range),
+                Held::Plain(range) => {
+                    span = Some(None);
+                    bytes.slice(range)
+                }
+                Held::Expanded(range) => {
+                    span = match span {
+                        None => Some(Some(range.clone())),
+                        Some(Some(so_far)) if so_far.end + 1 == range.start => {
+                            Some(Some(so_far.start..range.end))
+                        }
+                        Some(_) => Some(None),
+                    };
+                    expanded.slice(range)
+                }
                 Held::Definition => continue,
                 Held::Unresolved(why) => {
                     tracing::error!(
@@ -421,7 +449,35 @@ impl Reader {
             };
             batch.push(Record { seq, payload });
         }
+        self.body = match (span.flatten(), batch.first(), batch.last()) {
+            // The brackets written around a chunk's payloads are there
+            // only if the batch is the whole chunk.
+            (Some(span), Some(first), Some(last))
+                if span.start > 0
+                    && expanded.get(span.start - 1) == Some(&b'[')
+                    && expanded.get(span.end) == Some(&b']') =>
+            {
+                Some(Body {
+                    first: first.seq,
+                    last: last.seq,
+                    len: batch.len(),
+                    json: expanded.slice(span.start - 1..span.end + 1),
+                })
+            }
+            _ => None,
+        };
         batch
+    }
+
+    /// The batch as a JSON array (`[` + payloads joined by `,` + `]`),
+    /// when it is exactly what the last read put back together: those
+    /// bytes were laid out that way, so a sink can send them without
+    /// joining the payloads again. `None` for any other batch.
+    pub fn body_of(&self, batch: &[Record]) -> Option<Bytes> {
+        let body = self.body.as_ref()?;
+        let (first, last) = (batch.first()?, batch.last()?);
+        (first.seq == body.first && last.seq == body.last && batch.len() == body.len)
+            .then(|| body.json.clone())
     }
 
     /// The segment file is gone. If the head moved past it, that was
@@ -566,9 +622,15 @@ fn read_chunk(
                         // (log lines); one allocation for the chunk.
                         expanded.reserve(bytes.len() * 5 / 2);
                     }
+                    // Laid out as a JSON array (`[a,b,c]`, see `Body`).
                     let from = expanded.len();
+                    expanded.push(if from == 0 { b'[' } else { b',' });
+                    let start = expanded.len();
                     match shared::expand(raw, &parts.map, &mut expanded) {
-                        Ok(()) => (Held::Expanded(from..expanded.len()), expanded.len() - from),
+                        Ok(()) => (
+                            Held::Expanded(start..expanded.len()),
+                            expanded.len() - start,
+                        ),
                         Err(why) => {
                             expanded.truncate(from);
                             (Held::Unresolved(why), 0)
@@ -579,7 +641,8 @@ fn read_chunk(
                 };
                 if events > 0 && total + len > max_bytes {
                     if let Held::Expanded(range) = held {
-                        expanded.truncate(range.start);
+                        // With its separator.
+                        expanded.truncate(range.start - 1);
                     }
                     break;
                 }
@@ -603,6 +666,7 @@ fn read_chunk(
     let expanded = if expanded.is_empty() {
         Bytes::new()
     } else {
+        expanded.push(b']');
         Bytes::from(expanded)
     };
     Ok(Chunk::Records {

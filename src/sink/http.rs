@@ -8,7 +8,7 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use reqwest::Url;
 use std::io::Write;
 
@@ -119,25 +119,35 @@ impl HttpSink {
         )
     }
 
-    /// Posts the batch as one JSON array.
+    /// Posts the batch as one JSON array: `array` when given (the batch
+    /// already joined), else the events joined here.
     ///
     /// # Errors
     /// [`SendError::Status`] for a non-2xx answer, [`SendError::Transport`]
     /// when no answer came.
-    pub async fn send<B: AsRef<[u8]>>(&mut self, batch: &[B]) -> Result<(), SendError> {
-        let body = &mut self.body;
-        body.clear();
-        body.reserve(batch.iter().map(|e| e.as_ref().len() + 1).sum::<usize>() + 2);
-        body.extend_from_slice(b"[");
-        for (i, event) in batch.iter().enumerate() {
-            if i > 0 {
-                body.extend_from_slice(b",");
+    pub async fn send<B: AsRef<[u8]>>(
+        &mut self,
+        batch: &[B],
+        array: Option<Bytes>,
+    ) -> Result<(), SendError> {
+        let body = match array {
+            Some(array) => array,
+            None => {
+                let body = &mut self.body;
+                body.clear();
+                body.reserve(batch.iter().map(|e| e.as_ref().len() + 1).sum::<usize>() + 2);
+                body.extend_from_slice(b"[");
+                for (i, event) in batch.iter().enumerate() {
+                    if i > 0 {
+                        body.extend_from_slice(b",");
+                    }
+                    body.extend_from_slice(event.as_ref());
+                }
+                body.extend_from_slice(b"]");
+                // Moves into the request without a copy.
+                body.split().freeze()
             }
-            body.extend_from_slice(event.as_ref());
-        }
-        body.extend_from_slice(b"]");
-        // Moves into the request without a copy.
-        let body = body.split().freeze();
+        };
         let mut request = self
             .client
             .post(self.endpoint.clone())

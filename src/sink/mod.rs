@@ -11,6 +11,8 @@ pub mod sender;
 pub mod stdout;
 pub mod websocket;
 
+use bytes::Bytes;
+
 use crate::config::{SinkConfig, SinkKind, Transport};
 
 /// A configured sink.
@@ -42,15 +44,22 @@ impl Sink {
         }
     }
 
-    /// Delivers a batch as one unit.
+    /// Delivers a batch as one unit. `array`, when given, is the batch
+    /// already joined into a JSON array (see
+    /// [`crate::queue::Reader::body_of`]); the HTTP sink posts it as it
+    /// is instead of joining the events again.
     ///
     /// # Errors
     /// [`SendError`] when the batch was not delivered; nothing of it should
     /// be assumed stored.
-    pub async fn send<B: AsRef<[u8]>>(&mut self, batch: &[B]) -> Result<(), SendError> {
+    pub async fn send<B: AsRef<[u8]>>(
+        &mut self,
+        batch: &[B],
+        array: Option<Bytes>,
+    ) -> Result<(), SendError> {
         match self {
             Sink::Stdout(sink) => sink.send(batch).await,
-            Sink::Http(sink) => sink.send(batch).await,
+            Sink::Http(sink) => sink.send(batch, array).await,
             Sink::Websocket(sink) => sink.send(batch).await,
         }
     }

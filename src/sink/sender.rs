@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -225,12 +226,13 @@ impl Sender {
                 }
             };
             let last = batch.last().map_or(0, |r| r.seq);
+            let array = reader.body_of(&batch);
             let (max_events, max_bytes) = (
                 delivery.config.batch_max_events,
                 delivery.config.batch_max_bytes,
             );
             let (delivered, ahead) = {
-                let deliver = delivery.deliver(batch, stop);
+                let deliver = delivery.deliver(batch, array, stop);
                 let read_ahead = reader.next_batch(max_events, max_bytes);
                 tokio::pin!(deliver, read_ahead);
                 let mut ahead = None;
@@ -263,8 +265,10 @@ impl Delivery {
     async fn deliver(
         &mut self,
         batch: Vec<Record>,
+        mut array: Option<Bytes>,
         stop: &CancellationToken,
     ) -> Result<(), Stopped> {
+        let whole = batch.len();
         let mut parts: VecDeque<Vec<Record>> = VecDeque::from([batch]);
         while let Some(mut part) = parts.pop_front() {
             let mut refused_once = false;
@@ -274,10 +278,15 @@ impl Delivery {
                     () = self.rate.acquire(part.len()) => {}
                 }
                 let payloads: Vec<&[u8]> = part.iter().map(|r| r.payload.as_ref()).collect();
+                // The batch joined by the reader is good while the whole
+                // batch is sent; a part of it is joined by the sink.
+                if part.len() != whole {
+                    array = None;
+                }
                 let sent = tokio::select! {
                     biased;
                     () = stop.cancelled() => return Err(Stopped),
-                    sent = self.sink.send(&payloads) => sent,
+                    sent = self.sink.send(&payloads, array.clone()) => sent,
                 };
                 let failure = match &sent {
                     Ok(()) => None,
