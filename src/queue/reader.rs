@@ -16,9 +16,11 @@
 //!
 //! Records with references to shared parts (see [`super::shared`]) are put
 //! back together here, from the definitions met earlier in the segment, so
-//! the payloads handed out are whole. A reader that starts in the middle of
-//! a segment (after a restart, or after the head moved) first collects the
-//! definitions before that point.
+//! the payloads handed out are whole. They are put back one after the
+//! other as a JSON array (`[a,b,c]`), so a batch that is one read's records
+//! is also the body an HTTP sink posts ([`Reader::body_of`]). A reader that
+//! starts in the middle of a segment (after a restart, or after the head
+//! moved) first collects the definitions before that point.
 
 use std::collections::VecDeque;
 use std::io;
