@@ -11,8 +11,9 @@
 //! makes a smaller batch. `next_batch` is safe to cancel: its state
 //! changes happen after its last `.await`, except that a read already
 //! running is kept, and the next call takes up its result (handing out
-//! what exceeds its own limits later). The buffers a read fills are
-//! allocated before it goes to the blocking pool (see [`Buffers`]).
+//! what exceeds its own limits later). The buffers a read fills come from
+//! the reader's spares, reused once the records cut from them are gone
+//! (see [`Buffers`]).
 //!
 //! Records with references to shared parts (see [`super::shared`]) are put
 //! back together here, from the definitions met earlier in the segment, so
@@ -29,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::QueueError;
 use super::record::{self, Decoded, HEADER_LEN};
@@ -92,6 +93,9 @@ pub struct Reader {
     ahead: VecDeque<Record>,
     /// The last batch read as one JSON array, for [`Reader::body_of`].
     body: Option<Body>,
+    /// Buffers of earlier reads, reused once their records are gone;
+    /// let go of when there is nothing to read.
+    spare: Vec<BytesMut>,
 }
 
 /// A batch's payloads as one JSON array: how the reader lays out the
@@ -111,7 +115,7 @@ struct Reading {
 
 /// What a read gives back: the file (kept open for the next read), the
 /// records and the segment's shared parts up to their end.
-type Read = (Arc<dyn ReadFile>, Chunk, Parts);
+type Read = (Arc<dyn ReadFile>, Chunk, Parts, Buffers);
 
 /// The shared parts a segment defines before an offset.
 #[derive(Default)]
@@ -184,6 +188,7 @@ impl Reader {
             reading: None,
             ahead: VecDeque::new(),
             body: None,
+            spare: Vec::new(),
         }
     }
 
@@ -218,6 +223,7 @@ impl Reader {
                     Step::Read(plan) => plan,
                     Step::Moved => continue,
                     Step::Wait => {
+                        self.spare.clear();
                         // Idle: a good moment to write pending acks. A
                         // record published meanwhile still wakes the wait
                         // below, as it was registered before the look.
@@ -246,7 +252,7 @@ impl Reader {
             let Some(Reading { plan, .. }) = self.reading.take() else {
                 continue;
             };
-            let (file, chunk, parts) = match joined {
+            let (file, chunk, parts, buffers) = match joined {
                 Ok(Ok(done)) => done,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
                     self.file = None;
@@ -264,6 +270,7 @@ impl Reader {
             };
             self.file = Some((plan.first_seq, file));
             self.parts = Some(parts);
+            buffers.give_back(&mut self.spare);
             match chunk {
                 Chunk::Records {
                     bytes,
@@ -321,7 +328,8 @@ impl Reader {
             0 => u64::MAX,
             avg => (max_events as u64).saturating_mul(avg + avg / 4),
         };
-        let buffers = Buffers::for_read(read_len(offset, limit, max_events, max_bytes, expect));
+        let want = read_len(offset, limit, max_events, max_bytes, expect);
+        let mut buffers = Buffers::for_read(want, &mut self.spare);
         tokio::task::spawn_blocking(move || {
             let file = match cached {
                 Some(file) => file,
@@ -332,10 +340,18 @@ impl Reader {
                 None => collect_parts(&*file, first_seq, offset),
             };
             let chunk = read_chunk(
-                &*file, offset, limit, seg_len, max_events, max_bytes, prev, expect, &mut parts,
-                buffers,
+                &*file,
+                offset,
+                limit,
+                seg_len,
+                max_events,
+                max_bytes,
+                prev,
+                expect,
+                &mut parts,
+                &mut buffers,
             )?;
-            Ok((file, chunk, parts))
+            Ok((file, chunk, parts, buffers))
         })
     }
 
@@ -560,22 +576,56 @@ fn read_bytes(file: &dyn ReadFile, offset: u64, len: u64, buf: Vec<u8>) -> io::R
     Ok(Bytes::from(file.read_vec_at(offset, len as usize, buf)?))
 }
 
-/// The buffers one read fills, allocated by the async side: the blocking
-/// pool's threads then allocate next to nothing, so they do not each grow
-/// an allocator arena of their own that holds on to freed buffers.
-struct Buffers {
-    read: Vec<u8>,
-    expanded: Vec<u8>,
+/// Reads `len` bytes at `offset` into `buf` (its spare room, reused) and
+/// splits them off.
+fn read_into(file: &dyn ReadFile, offset: u64, len: u64, buf: &mut BytesMut) -> io::Result<Bytes> {
+    buf.clear();
+    buf.resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
+    file.read_exact_at(buf, offset)?;
+    Ok(buf.split().freeze())
 }
+
+/// The buffers one read fills, taken by the async side from the reader's
+/// spares: memory a batch used comes back for a later one once the batch
+/// is gone (no fresh pages to fault in for every read), and the blocking
+/// pool's threads allocate next to nothing, so they do not each grow an
+/// allocator arena of their own.
+struct Buffers {
+    read: BytesMut,
+    expanded: BytesMut,
+}
+
+/// Spare buffers kept for reuse while records keep coming.
+const SPARE_BUFFERS: usize = 6;
 
 impl Buffers {
     /// Room for a read of `want` bytes and the events put back from it
-    /// (about 2.5 times their records for log lines).
-    fn for_read(want: u64) -> Buffers {
+    /// (about 2.5 times their records for log lines), from `spare` where
+    /// one is free again.
+    fn for_read(want: u64, spare: &mut Vec<BytesMut>) -> Buffers {
         let want = usize::try_from(want).unwrap_or(0);
-        Buffers {
-            read: Vec::with_capacity(want),
-            expanded: Vec::with_capacity(want.saturating_mul(5) / 2),
+        // Sizes rounded up, so that a read a little larger than the last
+        // still fits in its buffer.
+        let mut take = |room: usize| {
+            let room = room.next_multiple_of(64 * 1024);
+            match spare.iter_mut().position(|b| b.try_reclaim(room)) {
+                Some(i) => spare.swap_remove(i),
+                None => BytesMut::with_capacity(room),
+            }
+        };
+        // The larger first, so that it does not go to the smaller.
+        let expanded = take(want.saturating_mul(5) / 2);
+        let read = take(want);
+        Buffers { read, expanded }
+    }
+
+    /// Keeps the buffers' allocations for later reads (they are reused
+    /// once the records cut from them are dropped); the oldest spares,
+    /// perhaps sized for other reads, make room.
+    fn give_back(self, spare: &mut Vec<BytesMut>) {
+        spare.extend([self.read, self.expanded]);
+        if spare.len() > SPARE_BUFFERS {
+            spare.drain(..spare.len() - SPARE_BUFFERS);
         }
     }
 }
@@ -604,13 +654,13 @@ fn read_chunk(
     prev_seq: u64,
     expect: u64,
     parts: &mut Parts,
-    buffers: Buffers,
+    buffers: &mut Buffers,
 ) -> io::Result<Chunk> {
     let avail = limit - offset;
     let want = read_len(offset, limit, max_events, max_bytes, expect);
-    let mut bytes = read_bytes(file, offset, want, buffers.read)?;
+    let mut bytes = read_into(file, offset, want, &mut buffers.read)?;
     let mut recs = Vec::new();
-    let mut expanded = buffers.expanded;
+    let expanded = &mut buffers.expanded;
     let (mut pos, mut total, mut prev, mut events) = (0, 0, prev_seq, 0);
     while events < max_events {
         match record::decode(&bytes, pos) {
@@ -626,9 +676,9 @@ fn read_chunk(
                     }
                     // Laid out as a JSON array (`[a,b,c]`, see `Body`).
                     let from = expanded.len();
-                    expanded.push(if from == 0 { b'[' } else { b',' });
+                    expanded.put_u8(if from == 0 { b'[' } else { b',' });
                     let start = expanded.len();
-                    match shared::expand(raw, &parts.map, &mut expanded) {
+                    match shared::expand(raw, &parts.map, expanded) {
                         Ok(()) => (
                             Held::Expanded(start..expanded.len()),
                             expanded.len() - start,
@@ -668,8 +718,8 @@ fn read_chunk(
     let expanded = if expanded.is_empty() {
         Bytes::new()
     } else {
-        expanded.push(b']');
-        Bytes::from(expanded)
+        expanded.put_u8(b']');
+        expanded.split().freeze()
     };
     Ok(Chunk::Records {
         bytes,
@@ -710,4 +760,33 @@ fn damaged(file: &dyn ReadFile, offset: u64, seg_len: u64, prev_seq: u64) -> io:
         None => 1,
     };
     Ok(Chunk::Damaged { resume, lost })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_buffer_comes_back_once_its_records_are_gone() {
+        let mut spare = Vec::new();
+        let mut first = Buffers::for_read(100_000, &mut spare);
+        first.read.resize(100_000, 1);
+        let at = first.read.as_ptr() as usize;
+        let records = first.read.split().freeze();
+        first.give_back(&mut spare);
+        let uses = |b: &Buffers| [b.read.as_ptr() as usize, b.expanded.as_ptr() as usize];
+        // Its records are still out: that memory is not handed out again.
+        let second = Buffers::for_read(100_000, &mut spare);
+        assert!(!uses(&second).contains(&at));
+        second.give_back(&mut spare);
+        drop(records);
+        let third = Buffers::for_read(100_000, &mut spare);
+        assert!(
+            uses(&third).contains(&at),
+            "reused once the records are gone"
+        );
+        assert!(third.read.capacity() >= 100_000 && third.expanded.capacity() >= 250_000);
+        third.give_back(&mut spare);
+        assert!(spare.len() <= SPARE_BUFFERS);
+    }
 }

@@ -193,7 +193,11 @@ pub(crate) enum Unresolved {
 }
 
 /// Writes the record's bytes with every reference replaced by its part.
-pub(crate) fn expand(payload: &[u8], parts: &PartMap, out: &mut Vec<u8>) -> Result<(), Unresolved> {
+pub(crate) fn expand(
+    payload: &[u8],
+    parts: &PartMap,
+    out: &mut impl BufMut,
+) -> Result<(), Unresolved> {
     let mut rest = payload.get(2..).unwrap_or_default();
     while let Some(at) = memchr::memchr(MARK, rest) {
         let id = rest
@@ -201,11 +205,11 @@ pub(crate) fn expand(payload: &[u8], parts: &PartMap, out: &mut Vec<u8>) -> Resu
             .ok_or(Unresolved::Malformed)?;
         let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
         let part = parts.get(&id).ok_or(Unresolved::Unknown(id))?;
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(part);
+        out.put_slice(&rest[..at]);
+        out.put_slice(part);
         rest = &rest[at + REF_LEN..];
     }
-    out.extend_from_slice(rest);
+    out.put_slice(rest);
     Ok(())
 }
 
