@@ -576,13 +576,21 @@ fn read_bytes(file: &dyn ReadFile, offset: u64, len: u64, buf: Vec<u8>) -> io::R
     Ok(Bytes::from(file.read_vec_at(offset, len as usize, buf)?))
 }
 
-/// Reads `len` bytes at `offset` into `buf` (its spare room, reused) and
-/// splits them off.
+/// Reads `len` bytes at `offset` into `buf` (its room, reused) and splits
+/// them off. The buffer goes through a `Vec`, which takes no copy when
+/// nothing else holds it (it was reclaimed, or is new), so that the read
+/// fills it without zeroing it first.
 fn read_into(file: &dyn ReadFile, offset: u64, len: u64, buf: &mut BytesMut) -> io::Result<Bytes> {
-    buf.clear();
-    buf.resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
-    file.read_exact_at(buf, offset)?;
-    Ok(buf.split().freeze())
+    let room = Vec::from(std::mem::take(buf));
+    let read = Bytes::from(file.read_vec_at(offset, len as usize, room)?);
+    match read.try_into_mut() {
+        Ok(mut filled) => {
+            let bytes = filled.split().freeze();
+            *buf = filled;
+            Ok(bytes)
+        }
+        Err(read) => Ok(read),
+    }
 }
 
 /// The buffers one read fills, taken by the async side from the reader's
