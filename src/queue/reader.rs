@@ -572,10 +572,6 @@ impl Drop for Reader {
     }
 }
 
-fn read_bytes(file: &dyn ReadFile, offset: u64, len: u64, buf: Vec<u8>) -> io::Result<Bytes> {
-    Ok(Bytes::from(file.read_vec_at(offset, len as usize, buf)?))
-}
-
 /// Reads `len` bytes at `offset` into `buf` (its room, reused) and splits
 /// them off. The buffer goes through a `Vec`, which takes no copy when
 /// nothing else holds it (it was reclaimed, or is new), so that the read
@@ -717,7 +713,7 @@ fn read_chunk(
             }
             Decoded::Incomplete { needed } if recs.is_empty() && needed as u64 <= avail => {
                 // The first record is larger than what we read: read it whole.
-                bytes = read_bytes(file, offset, needed as u64, Vec::new())?;
+                bytes = read_into(file, offset, needed as u64, &mut buffers.read)?;
             }
             _ if !recs.is_empty() => break,
             _ => return damaged(file, offset, seg_len, prev_seq),
