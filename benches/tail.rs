@@ -14,6 +14,12 @@
 //! `HERALD_BENCH_BIN=a,b` runs other herald binaries in turn and
 //! `HERALD_BENCH_ROUNDS=n` repeats (to compare builds in one sitting);
 //! `HERALD_BENCH_BATCH` sets the sink's `batch_max_events` (default 500).
+//!
+//! Each round of the single-file scenario also runs the bare work herald
+//! does for a line in one thread (`tail/bare.rs`; `HERALD_BENCH_NO_BARE=1`
+//! leaves it out): what this machine charges for that work at the time,
+//! to read herald's figures against.
+//!
 //! Self-contained: the lines are generated here and the endpoint is the
 //! bench's own.
 
@@ -24,6 +30,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{Endpoint, clock_ticks, cpu_ticks, rss_kib};
+#[path = "tail/bare.rs"]
+mod bare;
 
 const GIB: u64 = 1 << 30;
 const MARKER: &[u8] = b"\"line\":";
@@ -39,6 +47,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let bins = herald_bins();
+    let no_bare = std::env::var("HERALD_BENCH_NO_BARE").is_ok_and(|v| v == "1");
     let work = tempfile::tempdir().expect("temp dir");
     println!(
         "tail bench: {} MiB of lines, herald {}",
@@ -55,6 +64,13 @@ fn main() {
             for bin in &bins {
                 let result = run(bin, work.path(), &logs, lines, bytes, None);
                 result.print(&format!("1 file, pre-written [{bin}, round {}]", round + 1));
+            }
+            if !no_bare {
+                let result = run_bare(work.path(), &logs.join("access.log"), lines, bytes);
+                result.print(&format!(
+                    "1 file, the bare work in one thread (a floor, see benches/tail/bare.rs) [round {}]",
+                    round + 1
+                ));
             }
         }
     }
@@ -129,6 +145,9 @@ impl Result {
             self.cpu.as_secs_f64() / gib,
             self.cpu.as_secs_f64()
         );
+        if self.threads.is_empty() {
+            return;
+        }
         println!(
             "  peak RSS        {:>12.1} MiB (target <= 32)",
             self.peak_rss_kib as f64 / 1024.0
@@ -229,6 +248,32 @@ start_at = "beginning"
         cpu,
         peak_rss_kib,
         threads,
+    }
+}
+
+/// Runs the bare loop (see `bare`) over the same file and endpoint.
+fn run_bare(work: &Path, log: &Path, lines: u64, bytes: u64) -> Result {
+    let endpoint = Endpoint::start(MARKER);
+    let segments = work.join("bare");
+    std::fs::create_dir_all(&segments).expect("dir");
+    let measured = bare::run(log, &segments, endpoint.addr);
+    assert_eq!(measured.lines, lines, "the bare loop read every line");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while endpoint.seen() < lines {
+        assert!(
+            Instant::now() < deadline,
+            "the endpoint did not count every line"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_dir_all(&segments);
+    Result {
+        lines: endpoint.seen(),
+        bytes,
+        elapsed: measured.elapsed,
+        cpu: Duration::from_secs_f64(measured.cpu_ticks / clock_ticks()),
+        peak_rss_kib: 0,
+        threads: Vec::new(),
     }
 }
 
