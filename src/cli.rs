@@ -18,6 +18,16 @@ pub const EXIT_CONFIG: u8 = 78;
 /// The exit code when the agent could not run for another reason.
 pub const EXIT_FAILURE: u8 = 1;
 
+/// Async worker threads of the agent's runtime. What runs there is
+/// waiting and handing over: the appender, the sender and its HTTP
+/// connection, timers, the light sources. The heavy work has threads of
+/// its own (each file source, the queue's writer) or goes to the blocking
+/// pool (queue reads, process and host scans), so a second worker adds no
+/// parallelism, only wake-ups and tasks moving between threads: on two
+/// cores, one worker tails a file with about 5% less CPU per GiB at the
+/// same or better throughput (the tail bench, same sitting).
+const WORKER_THREADS: usize = 1;
+
 /// herald turns file, process and infrastructure changes into Prefect
 /// events, keeps them durably, and forwards them to a Prefect server or
 /// Prefect Cloud.
@@ -204,6 +214,7 @@ fn run(arg: ConfigArg) -> ExitCode {
         Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .thread_name("herald")
         .build()
