@@ -71,6 +71,46 @@ async fn block_waits_for_an_ack_to_free_room() {
     queue.close().await.unwrap();
 }
 
+/// Acks wake a blocked append only once its whole group fits: it must
+/// stay blocked through acks that free too little, and go on at the one
+/// that frees enough (a wake-up lost there would block it for good).
+#[tokio::test]
+async fn a_blocked_append_goes_on_once_acks_free_room_for_all_of_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, _) = Queue::open(&tmp.path().join("q"), config(WhenFull::Block)).unwrap();
+    for seq in 1..=10 {
+        queue.append(vec![big(seq)]).await.unwrap();
+    }
+    let q = queue.clone();
+    let blocked = tokio::spawn(async move { q.append(vec![big(11), big(12), big(13)]).await });
+    eventually("the append to block", || {
+        queue.metrics().blocked_appends == 1
+    })
+    .await;
+    let mut reader = queue.reader().unwrap();
+    for seq in 1..=2 {
+        let batch = reader.next_batch(1, usize::MAX).await.unwrap();
+        assert_eq!(batch[0].seq, seq);
+        reader.ack(seq).await.unwrap();
+        // Room for one or two records is not room for three.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!blocked.is_finished(), "went on after {seq} acks");
+        assert_eq!(queue.metrics().blocked_appends, 1);
+    }
+    let batch = reader.next_batch(1, usize::MAX).await.unwrap();
+    reader.ack(batch[0].seq).await.unwrap();
+    let appended = tokio::time::timeout(Duration::from_secs(10), blocked)
+        .await
+        .expect("the third ack frees room for the group")
+        .unwrap()
+        .unwrap();
+    assert_eq!((appended.first_seq, appended.last_seq), (11, 13));
+    let m = queue.metrics();
+    assert_eq!((m.depth_events, m.blocked_appends), (10, 0));
+    assert!(m.depth_bytes <= MIB);
+    queue.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn close_releases_a_blocked_append_with_an_error() {
     let tmp = tempfile::tempdir().unwrap();

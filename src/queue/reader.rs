@@ -535,9 +535,19 @@ impl Reader {
         }
         let n = self.in_flight.partition_point(|&(seq, _, _)| seq <= up_to);
         let passed: Vec<(u64, u64, bool)> = self.in_flight.drain(..n).collect();
-        let events = lock(&self.core.shared).advance(&passed, up_to);
+        let (events, room) = {
+            let mut s = lock(&self.core.shared);
+            let events = s.advance(&passed, up_to);
+            // A full queue's writer waits for a whole group's room: waking
+            // it at every ack before that would only put it back to sleep.
+            let room =
+                s.room_wanted > 0 && s.depth_bytes() + s.room_wanted <= self.core.limits.max_bytes;
+            (events, room)
+        };
         Counters::add(&self.core.counters.acked, events);
-        self.core.space.notify_all();
+        if room {
+            self.core.space.notify_all();
+        }
         self.unpersisted = true;
         if self.persisted_at.elapsed() >= ACK_PERSIST_EVERY {
             self.flush().await?;

@@ -114,6 +114,9 @@ pub(crate) struct Shared {
     pub closed: bool,
     /// Appends waiting for room (`when_full = block`).
     pub blocked: u64,
+    /// Bytes the blocked writer waits to have room for (0 when it is not
+    /// waiting): an ack wakes it only once they fit.
+    pub room_wanted: u64,
     pub ages: AgeIndex,
 }
 

@@ -333,9 +333,11 @@ impl Writer {
         match core.limits.when_full {
             WhenFull::Block => {
                 s.blocked += 1;
+                s.room_wanted = need;
                 while s.depth_bytes() + need > max && !s.closing {
                     s = core.space.wait(s).unwrap_or_else(|p| p.into_inner());
                 }
+                s.room_wanted = 0;
                 s.blocked -= 1;
                 if s.depth_bytes() + need > max {
                     Room::Closed
