@@ -4,7 +4,8 @@
 //!
 //! - read the file in 128 KiB chunks and split it into lines;
 //! - build each line's event as herald's default mapping writes it (same
-//!   fields and labels, id from herald's own `derived_id`), in the queue's
+//!   fields and labels; the id from herald's own `derived_id`, the line
+//!   escaped by herald's own JSON string writer), in the queue's
 //!   compact form: the resource and related resources as a 5-byte
 //!   reference to one shared part;
 //! - frame it as a queue record (`len | crc32c | seq | payload`), write
@@ -157,7 +158,11 @@ impl Bare {
                 group.push(b'"');
                 group.extend_from_slice(&REF);
                 group.extend_from_slice(b"{\"line\":\"");
-                escape(&mut group, line);
+                // Lines are UTF-8 here (the bench writes them).
+                herald::mapping::json::write_str_body(
+                    &mut group,
+                    std::str::from_utf8(line).unwrap_or_default(),
+                );
                 group.extend_from_slice(b"\",\"offset\":");
                 push_decimal(&mut group, line_at);
                 group.extend_from_slice(b"},\"id\":\"");
@@ -315,40 +320,6 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-/// Writes `text` escaped for a JSON string.
-fn escape(out: &mut Vec<u8>, text: &[u8]) {
-    let mut start = 0;
-    for (i, &b) in text.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            0..=0x1f => b'u',
-            _ => continue,
-        };
-        out.extend_from_slice(&text[start..i]);
-        if short == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', short]);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&text[start..]);
 }
 
 /// The current segment file; a new one every [`SEGMENT_BYTES`], the old

@@ -95,7 +95,7 @@ fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
 
 /// Writes `text` escaped, without quotes: runs that need no escape are
 /// copied whole.
-pub(crate) fn write_str_body(out: &mut Vec<u8>, text: &str) {
+pub fn write_str_body(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
     let mut from = clean_prefix(bytes);
