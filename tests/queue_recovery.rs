@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald::queue::storage::{FsStorage, MemStorage, Storage};
 use herald::queue::{
     Durability, LedgerStatus, Queue, QueueConfig, Recovery, inspect, unacked_records,
 };
@@ -446,8 +447,14 @@ async fn next_batch_is_cancellation_safe_and_wakes_on_append() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_dropped_while_in_flight_is_taken_up_by_the_next_call() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (queue, _) = Queue::open(&tmp.path().join("q"), config()).unwrap();
+    // In memory: these reads always go to the blocking pool (a segment in
+    // a file system's page cache is read on the spot, see below).
+    let (queue, _) = Queue::open_with_storage(
+        Path::new("/q"),
+        config(),
+        std::sync::Arc::new(MemStorage::new()),
+    )
+    .unwrap();
     let n = 300u64;
     let all: Vec<Vec<u8>> = (1..=n).map(payload).collect();
     queue.append(all).await.unwrap();
@@ -492,6 +499,60 @@ async fn a_read_dropped_while_in_flight_is_taken_up_by_the_next_call() {
         "every record once, in order"
     );
     reader.ack(n).await.unwrap();
+    drop(reader);
+    queue.close().await.unwrap();
+}
+
+/// Bytes the page cache holds are read on the async worker, on the spot:
+/// each call is ready at its first poll, with no blocking thread to wait
+/// for. (Where the kernel cannot say without waiting, `RWF_NOWAIT`, reads
+/// go to the blocking pool and this has nothing to check.)
+#[tokio::test]
+async fn a_read_of_bytes_in_the_page_cache_is_done_on_the_spot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("q");
+    // One segment for all of them: a read ends at a segment's end.
+    let one_segment = QueueConfig {
+        segment_bytes: 1024 * 1024,
+        ..config()
+    };
+    let (queue, _) = Queue::open(&dir, one_segment).unwrap();
+    let all: Vec<Vec<u8>> = (1..=200).map(payload).collect();
+    queue.append(all).await.unwrap();
+    let segment = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a segment");
+    let len = fs::metadata(&segment).unwrap().len();
+    let file = FsStorage.open_read(&segment).unwrap();
+    assert!(!file.is_cached(len, 1), "past the end is not in memory");
+    assert!(!file.is_cached(0, 0));
+    if !file.is_cached(0, len) {
+        eprintln!("RWF_NOWAIT is not available here: nothing to check");
+        return;
+    }
+    let mut reader = queue.reader().unwrap();
+    // Small batches, so that reading them all takes many reads. The first
+    // opens the segment (on the blocking pool).
+    let first = reader.next_batch(10, 2000).await.unwrap();
+    let mut seqs: Vec<u64> = first.iter().map(|r| r.seq).collect();
+    while seqs.len() < 200 {
+        let call = std::pin::pin!(reader.next_batch(10, 2000));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(batch) = call.poll(&mut cx) else {
+            panic!("not ready at the first poll, after {} records", seqs.len());
+        };
+        let batch = batch.unwrap();
+        assert!(!batch.is_empty() && batch.len() <= 10);
+        for record in &batch {
+            assert_eq!(record.payload.as_ref(), payload(record.seq).as_slice());
+        }
+        seqs.extend(batch.iter().map(|r| r.seq));
+    }
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+    reader.ack(200).await.unwrap();
     drop(reader);
     queue.close().await.unwrap();
 }

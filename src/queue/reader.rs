@@ -107,6 +107,16 @@ struct Body {
     json: Bytes,
 }
 
+/// How a read was started. Taken apart as soon as it is returned, never
+/// kept, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Started {
+    /// Done on the spot: its bytes were in memory.
+    Done(io::Result<Read>),
+    /// Running on the blocking pool.
+    Task(tokio::task::JoinHandle<io::Result<Read>>),
+}
+
 /// A read running on the blocking pool.
 struct Reading {
     plan: Plan,
@@ -213,7 +223,15 @@ impl Reader {
         }
         let core = self.core.clone();
         loop {
-            if self.reading.is_none() {
+            let (plan, joined) = if let Some(reading) = self.reading.as_mut() {
+                // Awaited in place: if this future is dropped here, the
+                // read stays in `self.reading` for the next call.
+                let joined = (&mut reading.task).await;
+                let Some(Reading { plan, .. }) = self.reading.take() else {
+                    continue;
+                };
+                (plan, joined)
+            } else {
                 let notified = core.data.notified();
                 tokio::pin!(notified);
                 // Registered before looking at the state, so a publish
@@ -240,17 +258,13 @@ impl Reader {
                         return Ok(Vec::new());
                     }
                 };
-                let task = self.start_read(&plan, max_events, max_bytes);
-                self.reading = Some(Reading { plan, task });
-            }
-            // Awaited in place: if this future is dropped here, the read
-            // stays in `self.reading` for the next call.
-            let Some(reading) = self.reading.as_mut() else {
-                continue;
-            };
-            let joined = (&mut reading.task).await;
-            let Some(Reading { plan, .. }) = self.reading.take() else {
-                continue;
+                match self.start_read(&plan, max_events, max_bytes) {
+                    Started::Done(read) => (plan, Ok(read)),
+                    Started::Task(task) => {
+                        self.reading = Some(Reading { plan, task });
+                        continue;
+                    }
+                }
             };
             let (file, chunk, parts, buffers) = match joined {
                 Ok(Ok(done)) => done,
@@ -300,15 +314,13 @@ impl Reader {
         }
     }
 
-    /// Starts reading what `plan` names on the blocking pool: up to
-    /// `max_events` records of at most `max_bytes`, sized by the records
-    /// seen lately.
-    fn start_read(
-        &mut self,
-        plan: &Plan,
-        max_events: usize,
-        max_bytes: usize,
-    ) -> tokio::task::JoinHandle<io::Result<Read>> {
+    /// Reads what `plan` names: up to `max_events` records of at most
+    /// `max_bytes`, sized by the records seen lately. On the spot when the
+    /// segment is open, its shared parts are known and the bytes are in
+    /// the page cache (the usual case: the sender reads what was written
+    /// moments ago); otherwise on the blocking pool, so that a read that
+    /// waits for the disk never holds up the async worker.
+    fn start_read(&mut self, plan: &Plan, max_events: usize, max_bytes: usize) -> Started {
         let cached = self
             .file
             .as_ref()
@@ -330,7 +342,11 @@ impl Reader {
         };
         let want = read_len(offset, limit, max_events, max_bytes, expect);
         let mut buffers = Buffers::for_read(want, &mut self.spare);
-        tokio::task::spawn_blocking(move || {
+        let in_memory = parts.is_some()
+            && cached
+                .as_ref()
+                .is_some_and(|file| file.is_cached(offset, want));
+        let read = move || {
             let file = match cached {
                 Some(file) => file,
                 None => storage.open_read(&path)?,
@@ -352,7 +368,12 @@ impl Reader {
                 &mut buffers,
             )?;
             Ok((file, chunk, parts, buffers))
-        })
+        };
+        if in_memory {
+            Started::Done(read())
+        } else {
+            Started::Task(tokio::task::spawn_blocking(read))
+        }
     }
 
     /// Up to `max_events` records of at most `max_bytes` (at least one)

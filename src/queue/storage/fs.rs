@@ -130,6 +130,29 @@ impl ReadFile for FsReadFile {
         Ok(self.file.metadata()?.len())
     }
 
+    /// Asks for the first and the last byte without waiting
+    /// (`RWF_NOWAIT`): the kernel answers from the page cache or not at
+    /// all. Segments are written and read front to back and the page cache
+    /// lets go of the pages it used longest ago first, so when both ends
+    /// are there the middle is too. Kernels or file systems without
+    /// `RWF_NOWAIT` answer no.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn is_cached(&self, offset: u64, len: u64) -> bool {
+        let present = |at: u64| {
+            let mut byte = [0u8; 1];
+            matches!(
+                rustix::io::preadv2(
+                    &self.file,
+                    &mut [io::IoSliceMut::new(&mut byte)],
+                    at,
+                    rustix::io::ReadWriteFlags::NOWAIT,
+                ),
+                Ok(1)
+            )
+        };
+        len > 0 && present(offset) && present(offset + len - 1)
+    }
+
     /// Reads into the vector's spare capacity, which `Read::read_to_end`
     /// does without zeroing it first (a positional read cannot, safely).
     fn read_vec_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {

@@ -130,6 +130,15 @@ pub trait ReadFile: Send + Sync {
     /// The underlying I/O error.
     fn size(&self) -> io::Result<u64>;
 
+    /// Whether reading `len` bytes at `offset` would be served from memory
+    /// (the page cache) without waiting for the disk, as far as can be
+    /// told cheaply; `false` when unsure. The queue reads such bytes on the
+    /// async worker instead of handing the read to a blocking thread.
+    fn is_cached(&self, offset: u64, len: u64) -> bool {
+        let _ = (offset, len);
+        false
+    }
+
     /// Reads exactly `len` bytes at `offset` into `buf` (emptied first;
     /// its capacity is reused), or fails with `UnexpectedEof`. A backend
     /// that can read into uninitialized memory saves zeroing the buffer
