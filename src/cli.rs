@@ -19,13 +19,14 @@ pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_FAILURE: u8 = 1;
 
 /// Async worker threads of the agent's runtime. What runs there is
-/// waiting and handing over: the appender, the sender and its HTTP
-/// connection, timers, the light sources. The heavy work has threads of
-/// its own (each file source, the queue's writer) or goes to the blocking
-/// pool (queue reads, process and host scans), so a second worker adds no
+/// mostly waiting and handing over: the appender, the sender and its HTTP
+/// connection, queue reads from the page cache, timers, the light
+/// sources. The heavy work has threads of its own (each file source, the
+/// queue's writer) or goes to the blocking pool (reads that may wait for
+/// the disk, process and host scans), so a second worker adds no
 /// parallelism, only wake-ups and tasks moving between threads: on two
-/// cores, one worker tails a file with about 5% less CPU per GiB at the
-/// same or better throughput (the tail bench, same sitting).
+/// cores, one worker tailed a file with 5-10% less CPU per GiB at the same
+/// or better throughput (the tail bench, same sitting).
 const WORKER_THREADS: usize = 1;
 
 /// herald turns file, process and infrastructure changes into Prefect

@@ -65,8 +65,9 @@
 //! A dedicated writer thread does group commit (see [`writer`]'s doc):
 //! concurrent appends are gathered, written with one vectored write and
 //! synced once. The [`Reader`] reads published records from the segment
-//! files on the blocking pool and acks in order; acks persist the ledger
-//! and delete wholly acked segments.
+//! files, on the spot when the page cache holds them and on the blocking
+//! pool otherwise, and acks in order; acks persist the ledger and delete
+//! wholly acked segments.
 //!
 //! # Durability, and the checkpoint protocol
 //!

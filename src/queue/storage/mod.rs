@@ -5,8 +5,8 @@
 //! them behind [`Storage`] lets tests swap in [`MemStorage`], which
 //! remembers what was synced and can simulate a power cut by forgetting the
 //! rest. [`FsStorage`] is the real thing (`std::fs`). Both are blocking: the
-//! queue calls them from its writer thread or `spawn_blocking`, never from
-//! an async task directly.
+//! queue calls them from its writer thread or `spawn_blocking`, and from an
+//! async task only to read what [`ReadFile::is_cached`] says is in memory.
 
 mod fs;
 mod mem;
