@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::queue::storage::MemStorage;
-use herald::queue::{Queue, QueueConfig, QueueError, WhenFull};
+use herald::queue::{Appended, Queue, QueueConfig, QueueError, WhenFull};
+use tokio::task::JoinHandle;
 
 const MIB: u64 = 1024 * 1024;
 /// 100 KiB payloads: ten fit in 1 MiB (with their 16-byte headers), an
@@ -39,19 +40,29 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn block_waits_for_an_ack_to_free_room() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (queue, _) = Queue::open(&tmp.path().join("q"), config(WhenFull::Block)).unwrap();
+/// A `block` queue under `dir` filled with records 1 to 10, and an append
+/// of `records` waiting for room.
+async fn full_with_a_blocked_append(
+    dir: &Path,
+    records: Vec<Vec<u8>>,
+) -> (Queue, JoinHandle<Result<Appended, QueueError>>) {
+    let (queue, _) = Queue::open(&dir.join("q"), config(WhenFull::Block)).unwrap();
     for seq in 1..=10 {
         queue.append(vec![big(seq)]).await.unwrap();
     }
     let q = queue.clone();
-    let blocked = tokio::spawn(async move { q.append(vec![big(11)]).await });
+    let blocked = tokio::spawn(async move { q.append(records).await });
     eventually("the append to block", || {
         queue.metrics().blocked_appends == 1
     })
     .await;
+    (queue, blocked)
+}
+
+#[tokio::test]
+async fn block_waits_for_an_ack_to_free_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, blocked) = full_with_a_blocked_append(tmp.path(), vec![big(11)]).await;
     assert!(!blocked.is_finished());
     let mut reader = queue.reader().unwrap();
     let first = reader.next_batch(1, usize::MAX).await.unwrap();
@@ -77,16 +88,8 @@ async fn block_waits_for_an_ack_to_free_room() {
 #[tokio::test]
 async fn a_blocked_append_goes_on_once_acks_free_room_for_all_of_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let (queue, _) = Queue::open(&tmp.path().join("q"), config(WhenFull::Block)).unwrap();
-    for seq in 1..=10 {
-        queue.append(vec![big(seq)]).await.unwrap();
-    }
-    let q = queue.clone();
-    let blocked = tokio::spawn(async move { q.append(vec![big(11), big(12), big(13)]).await });
-    eventually("the append to block", || {
-        queue.metrics().blocked_appends == 1
-    })
-    .await;
+    let (queue, blocked) =
+        full_with_a_blocked_append(tmp.path(), vec![big(11), big(12), big(13)]).await;
     let mut reader = queue.reader().unwrap();
     for seq in 1..=2 {
         let batch = reader.next_batch(1, usize::MAX).await.unwrap();
@@ -114,16 +117,7 @@ async fn a_blocked_append_goes_on_once_acks_free_room_for_all_of_it() {
 #[tokio::test]
 async fn close_releases_a_blocked_append_with_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let (queue, _) = Queue::open(&tmp.path().join("q"), config(WhenFull::Block)).unwrap();
-    for seq in 1..=10 {
-        queue.append(vec![big(seq)]).await.unwrap();
-    }
-    let q = queue.clone();
-    let blocked = tokio::spawn(async move { q.append(vec![big(11)]).await });
-    eventually("the append to block", || {
-        queue.metrics().blocked_appends == 1
-    })
-    .await;
+    let (queue, blocked) = full_with_a_blocked_append(tmp.path(), vec![big(11)]).await;
     queue.clone().close().await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(10), blocked)
         .await
