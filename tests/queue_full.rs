@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald::queue::storage::MemStorage;
+use herald::queue::storage::{MemStorage, Storage};
 use herald::queue::{Appended, Queue, QueueConfig, QueueError, WhenFull};
 use tokio::task::JoinHandle;
 
@@ -150,18 +150,14 @@ async fn drop_oldest_drops_and_counts() {
     );
     assert!(m.depth_bytes <= MIB);
     let mut reader = queue.reader().unwrap();
-    let mut seqs = Vec::new();
-    while seqs.len() < 10 {
-        seqs.extend(
-            reader
-                .next_batch(100, usize::MAX)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.seq),
-        );
+    let mut payloads = Vec::new();
+    while payloads.len() < 10 {
+        let batch = reader.next_batch(100, usize::MAX).await.unwrap();
+        payloads.extend(batch.iter().map(|r| r.payload.to_vec()));
     }
-    assert_eq!(seqs, (4..=13).collect::<Vec<_>>());
+    // Records 4 to 13, in order (their seqs need not be consecutive: a
+    // segment that reuses an acked one's file starts with its time mark).
+    assert_eq!(payloads, (4..=13).map(big).collect::<Vec<_>>());
     drop(reader);
     queue.close().await.unwrap();
     // The drop moved the ack point on disk too.
@@ -269,6 +265,75 @@ async fn simulated_full_disk_fails_appends_without_damage() {
         got,
         vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
     );
+}
+
+/// On a full disk, the spare file an acked segment left for reuse is the
+/// first room given back: the failed append's retry fits in it.
+#[tokio::test]
+async fn a_full_disk_takes_the_spare_files_room_first() {
+    let storage = MemStorage::new();
+    let dir = Path::new("/data/queue");
+    let (queue, _) =
+        Queue::open_with_storage(dir, config(WhenFull::Block), Arc::new(storage.clone())).unwrap();
+    let spare = dir.join("segment.spare");
+    let names = || storage.list(dir).unwrap();
+    // Three 64 KiB segments of small records, the first two acked: one is
+    // deleted, the other kept as the spare.
+    let small = |i: u64| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(500)).into_bytes();
+    let mut i = 0;
+    while names().iter().filter(|n| n.ends_with(".seg")).count() < 3 {
+        queue
+            .append((i..i + 10).map(small).collect())
+            .await
+            .unwrap();
+        i += 10;
+    }
+    let mut reader = queue.reader().unwrap();
+    let last_of_second = {
+        let segs: Vec<String> = names()
+            .into_iter()
+            .filter(|n| n.ends_with(".seg"))
+            .collect();
+        segs[2][..20].parse::<u64>().unwrap() - 1
+    };
+    let mut acked = 0;
+    while acked < last_of_second {
+        let batch = reader.next_batch(64, usize::MAX).await.unwrap();
+        acked = batch
+            .iter()
+            .map(|r| r.seq)
+            .filter(|&s| s <= last_of_second)
+            .max()
+            .unwrap_or(acked);
+        reader.ack(acked).await.unwrap();
+    }
+    reader.flush().await.unwrap();
+    let spare_bytes = storage.read_file(&spare).expect("the spare").len() as u64;
+    assert!(
+        queue.metrics().disk_bytes >= spare_bytes,
+        "the spare counts as disk use"
+    );
+    // The disk is full: not a byte more.
+    let used: u64 = names()
+        .iter()
+        .map(|n| {
+            storage
+                .read_file(&dir.join(n))
+                .map_or(0, |b| b.len() as u64)
+        })
+        .sum();
+    storage.set_capacity(Some(used));
+    let err = queue.append(vec![small(i)]).await.unwrap_err();
+    assert!(
+        matches!(&err, QueueError::Io { source, .. } if source.raw_os_error() == Some(28)),
+        "{err}"
+    );
+    assert!(storage.read_file(&spare).is_none(), "the spare was removed");
+    queue
+        .append(vec![small(i)])
+        .await
+        .expect("the retry fits in the spare's room");
+    queue.close().await.unwrap();
 }
 
 /// Mounts a 2 MiB tmpfs on `at`; unmounts when dropped.

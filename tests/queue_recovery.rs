@@ -315,6 +315,10 @@ async fn wholly_acked_segments_are_deleted_and_seqs_keep_growing() {
         reader.flush().await.unwrap();
     }
     assert_eq!(segments(&dir).len(), 1, "only the active segment remains");
+    assert!(
+        dir.join("segment.spare").exists(),
+        "one acked segment's file waits to be reused"
+    );
     let m = queue.metrics();
     assert_eq!(
         (m.depth_events, m.depth_bytes, m.acked_through),
@@ -325,6 +329,10 @@ async fn wholly_acked_segments_are_deleted_and_seqs_keep_growing() {
     queue.close().await.unwrap();
     let (queue, recovery) = Queue::open(&dir, config()).unwrap();
     assert_eq!(recovery.records, 0);
+    assert!(
+        !dir.join("segment.spare").exists(),
+        "a spare is not kept across restarts"
+    );
     assert_eq!(
         queue.append(vec![payload(2001)]).await.unwrap().first_seq,
         2001
@@ -554,5 +562,158 @@ async fn a_read_of_bytes_in_the_page_cache_is_done_on_the_spot() {
     assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
     reader.ack(200).await.unwrap();
     drop(reader);
+    queue.close().await.unwrap();
+}
+
+/// Appends `payload(seq)` for each seq in batches of 10; returns the seq
+/// after the last.
+async fn append_from(queue: &Queue, seqs: std::ops::Range<u64>) -> u64 {
+    let end = seqs.end;
+    let mut seq = seqs.start;
+    while seq < end {
+        let batch: Vec<Vec<u8>> = (seq..end.min(seq + 10)).map(payload).collect();
+        seq += batch.len() as u64;
+        queue.append(batch).await.unwrap();
+    }
+    end
+}
+
+/// Reads and acks everything unacked, then writes the acks.
+async fn ack_all(queue: &Queue) {
+    let mut reader = queue.reader().unwrap();
+    while queue.metrics().depth_events > 0 {
+        let batch = reader.next_batch(64, usize::MAX).await.unwrap();
+        reader.ack(batch.last().unwrap().seq).await.unwrap();
+    }
+    reader.flush().await.unwrap();
+}
+
+fn payloads(records: &[(u64, Vec<u8>)]) -> Vec<Vec<u8>> {
+    records.iter().map(|(_, p)| p.clone()).collect()
+}
+
+/// The file of a wholly acked segment waits as the spare, and the next
+/// segment is written over it (the same inode: the file system allocates
+/// nothing). After a crash, exactly the new records come back: the old
+/// ones past them are neither delivered nor counted as torn, and a torn
+/// record among the new ones is cut only up to the old ones.
+#[tokio::test]
+async fn an_acked_segments_file_is_reused_and_its_old_records_never_come_back() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("q");
+    let spare = dir.join("segment.spare");
+    let (queue, _) = Queue::open(&dir, config()).unwrap();
+    // About 160 KiB of records in 64 KiB segments, all acked.
+    let mut next = append_from(&queue, 1..2001).await;
+    ack_all(&queue).await;
+    let active = segments(&dir);
+    assert_eq!(active.len(), 1, "acked segments are gone: {active:?}");
+    let spare_meta = fs::metadata(&spare).expect("the first acked segment is the spare");
+    // Fill the active segment until the next one starts, then ack those.
+    while segments(&dir).len() == 1 {
+        next = append_from(&queue, next..next + 10).await;
+    }
+    let reused = segments(&dir)[1].clone();
+    let reused_meta = fs::metadata(&reused).unwrap();
+    assert_eq!(
+        reused_meta.ino(),
+        spare_meta.ino(),
+        "the spare's file is reused"
+    );
+    assert_eq!(
+        reused_meta.len(),
+        spare_meta.len(),
+        "written over, not grown"
+    );
+    ack_all(&queue).await;
+    // Records that only the reused segment holds, then a crash.
+    let start = next;
+    next = append_from(&queue, next..next + 25).await;
+    drop(queue);
+    let copy = tmp.path().join("copy");
+    copy_dir(&dir, &copy);
+    let (recovery, got) = reopen_and_read(&dir).await;
+    assert!(
+        payloads(&got) == (start..next).map(payload).collect::<Vec<_>>(),
+        "recovered {} records, not the {} new ones",
+        got.len(),
+        next - start
+    );
+    assert_eq!((recovery.truncated_bytes, recovery.corrupt_skipped), (0, 0));
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "seqs grow");
+    // Recovery cut the old records off.
+    let own = fs::metadata(&reused).unwrap().len();
+    assert!(own < spare_meta.len());
+
+    // The same crash after a write that tore: the next record's header
+    // and the first bytes of its payload over the start of the old
+    // records.
+    let torn_file = copy.join(reused.file_name().unwrap());
+    let mut torn = fs::read(&torn_file).unwrap();
+    let mut header = [0u8; 16];
+    header[..4].copy_from_slice(&100u32.to_le_bytes());
+    header[8..].copy_from_slice(&(got.last().unwrap().0 + 1).to_le_bytes());
+    let at = own as usize;
+    torn[at..at + 16].copy_from_slice(&header);
+    torn[at + 16..at + 21].copy_from_slice(b"{\"eve");
+    fs::write(&torn_file, &torn).unwrap();
+    let (recovery, again) = reopen_and_read(&copy).await;
+    assert!(
+        payloads(&again) == payloads(&got),
+        "the same records come back"
+    );
+    // Cut: the torn record and the rest of the old one it fell in, no
+    // more.
+    assert!(
+        (21..200).contains(&recovery.truncated_bytes),
+        "{} bytes counted as torn",
+        recovery.truncated_bytes
+    );
+    assert_eq!(fs::metadata(&torn_file).unwrap().len(), own);
+}
+
+/// A reused file's creation time is its first use's; the age of the
+/// oldest record after a restart comes from the segment's time mark.
+#[tokio::test]
+async fn after_a_restart_the_age_of_records_in_a_reused_file_is_theirs() {
+    let storage = MemStorage::new();
+    let dir = Path::new("/data/queue");
+    let open = || Queue::open_with_storage(dir, config(), std::sync::Arc::new(storage.clone()));
+    let (queue, _) = open().unwrap();
+    let mut next = append_from(&queue, 1..2001).await;
+    ack_all(&queue).await;
+    let spare = dir.join("segment.spare");
+    assert!(
+        storage.read_file(&spare).is_some(),
+        "an acked segment is the spare"
+    );
+    // As old as a file first created a day ago.
+    storage.backdate(&spare, Duration::from_secs(24 * 3600));
+    let count = |storage: &MemStorage| {
+        storage
+            .list(dir)
+            .unwrap()
+            .iter()
+            .filter(|n| n.ends_with(".seg"))
+            .count()
+    };
+    while count(&storage) == 1 {
+        next = append_from(&queue, next..next + 10).await;
+    }
+    assert!(storage.read_file(&spare).is_none(), "the spare was reused");
+    ack_all(&queue).await;
+    append_from(&queue, next..next + 5).await;
+    drop(queue);
+    let (queue, recovery) = open().unwrap();
+    assert_eq!(recovery.records, 5);
+    let age = queue
+        .metrics()
+        .oldest_unacked_age
+        .expect("records are unacked");
+    assert!(
+        age < Duration::from_secs(3600),
+        "age after restart: {age:?}"
+    );
     queue.close().await.unwrap();
 }

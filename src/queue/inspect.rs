@@ -23,7 +23,8 @@ use super::storage::FsStorage;
 pub struct SegmentInfo {
     /// File name.
     pub name: String,
-    /// File size.
+    /// Its bytes in the file: the file's size, less any records of the
+    /// file's earlier use past them (a reused file).
     pub bytes: u64,
     /// Valid records in it.
     pub records: u64,
@@ -52,7 +53,8 @@ pub struct Inspection {
     pub first_unacked_seq: Option<u64>,
     /// Seq of the last unacked record.
     pub last_unacked_seq: Option<u64>,
-    /// Age of the oldest unacked record, from its segment's file times.
+    /// Age of the oldest unacked record, from its segment's time mark (or
+    /// file times).
     pub oldest_age: Option<Duration>,
     /// Damaged records that recovery would skip.
     pub corrupt_records: u64,
@@ -82,30 +84,30 @@ pub fn inspect(queue_dir: &Path) -> Result<Inspection, QueueError> {
     };
     for f in &found {
         let s = &f.scan;
+        // A reused file's old records past its own are not the segment's.
+        let own_bytes = s.stale_from.unwrap_or(f.file_len);
         out.segments.push(SegmentInfo {
             name: f
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            bytes: f.file_len,
+            bytes: own_bytes,
             records: s.records,
             first_seq: s.first_seq,
             last_seq: s.last_seq,
         });
         out.corrupt_records += s.corrupt;
         if s.read_error.is_none() {
-            out.torn_bytes += f.file_len - s.valid_end;
+            out.torn_bytes += s.torn;
         }
         out.depth_events += s.unacked;
         if let Some(head) = s.head_offset {
             out.depth_bytes += s.valid_end - head;
             if out.first_unacked_seq.is_none() {
                 out.first_unacked_seq = s.first_unacked;
-                out.oldest_age = f.times.map(|(created, modified)| {
-                    let at = created.unwrap_or(modified);
-                    SystemTime::now().duration_since(at).unwrap_or_default()
-                });
+                out.oldest_age = super::recovery::started(f)
+                    .map(|at| SystemTime::now().duration_since(at).unwrap_or_default());
             }
             out.last_unacked_seq = s.last_seq;
         }

@@ -53,7 +53,11 @@
 //!   what was already delivered, with the same ids and bytes, which the
 //!   endpoint drops as copies; it never loses anything.
 //!   Only segments lying wholly behind the ack point are deleted, never the
-//!   last one. The ledger is written first when it can be; a ledger older
+//!   last one. One of them at a time is kept as `segment.spare` instead,
+//!   and the next segment is written over it: its name is a new segment's,
+//!   its first record a time mark (see [`shared`]), and past the new
+//!   records lie old ones, whose seqs (below the segment's name) tell them
+//!   apart. The spare is not kept across restarts. The ledger is written first when it can be; a ledger older
 //!   than the deletions only causes redelivery of records in the remaining
 //!   segments, never a loss (and on a full disk, deleting first is what
 //!   makes room for the ledger).
@@ -88,8 +92,9 @@
 //! # Full queue
 //!
 //! `max_bytes` bounds the encoded bytes of unacked records. Disk use may
-//! exceed it by the acked front of the oldest segment, which is why the
-//! segment size is capped at `max_bytes / 4`. When an append does not fit,
+//! exceed it by the acked front of the oldest segment and by the spare,
+//! which is why the segment size is capped at `max_bytes / 4`. A failed
+//! write (a full disk, say) removes the spare first. When an append does not fit,
 //! [`WhenFull::Block`] makes it wait for acks (sources pause; file tailing
 //! simply stops reading), while [`WhenFull::DropOldest`] moves the ack point
 //! past the oldest records as if they were delivered, counts them
@@ -106,7 +111,8 @@
 //! nearly every false candidate cheaply); the records in between are
 //! skipped and counted (`corrupt_skipped`). Bytes after the last valid
 //! record of a segment are a torn tail and are truncated
-//! (`truncated_bytes`). A missing or corrupt ledger means redelivery from
+//! (`truncated_bytes`); in a reused file, the old records there are cut
+//! without being counted. A missing or corrupt ledger means redelivery from
 //! the oldest segment, never a skip. Recovery does not fail, panic or loop
 //! on any file content; it logs one `QueueRecovered` line and reports the
 //! same counts in [`Recovery`] and [`QueueMetrics::recovery`]. Payloads are
@@ -119,9 +125,10 @@
 //! # Age of the oldest record
 //!
 //! Wall-clock append times are kept in memory, one mark per second of
-//! appends at most. After a restart, a segment's file creation time (or its
-//! modification time where the file system records no creation time)
-//! stands in for the append time of its records.
+//! appends at most. After a restart, a segment's start stands in for the
+//! append time of its records: its time mark when it reuses a file, else
+//! its file's creation time (or its modification time where the file
+//! system records no creation time).
 //!
 //! # Exclusive access
 //!
@@ -256,6 +263,8 @@ impl QueueConfig {
 }
 
 /// The seqs an append was given (`first_seq > last_seq` for an empty one).
+/// Records the queue writes itself (definitions of shared parts, a
+/// segment's time mark) may take seqs between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     /// Seq of the first record appended.
@@ -308,7 +317,8 @@ pub struct QueueMetrics {
     pub acked_through: u64,
     /// Segment files.
     pub segments: usize,
-    /// Bytes in segment files, acked front included.
+    /// Bytes in segment files, acked front included, and in the spare file
+    /// kept for the next segment to reuse.
     pub disk_bytes: u64,
     /// Appends waiting for room (`when_full = block`); non-zero means
     /// sources are paused.

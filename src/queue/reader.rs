@@ -783,7 +783,14 @@ fn collect_parts(file: &dyn ReadFile, first_seq: u64, offset: u64) -> Parts {
 
 fn damaged(file: &dyn ReadFile, offset: u64, seg_len: u64, prev_seq: u64) -> io::Result<Chunk> {
     let mut win = Window::new(file, seg_len);
-    let resume = segment::resync(&mut win, offset + 1, seg_len, prev_seq, offset)?;
+    // Within the published length: no stale records to look for.
+    let resume =
+        segment::resync(&mut win, offset + 1, seg_len, prev_seq, offset, 0)?.and_then(|next| {
+            match next {
+                segment::Next::Record(at) => Some(at),
+                segment::Next::Stale(_) => None,
+            }
+        });
     let lost = match resume {
         Some(at) => match win.get(at, HEADER_LEN)? {
             Some(h) => record::split_header(h)

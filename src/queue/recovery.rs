@@ -77,6 +77,16 @@ pub(crate) fn survey(
     Ok((acked, status, found))
 }
 
+/// When a segment was started: its time mark, or for a segment written
+/// before marks existed, its file's creation time (or, without one, its
+/// last write).
+pub(crate) fn started(f: &Found) -> Option<SystemTime> {
+    f.scan.started.or_else(|| {
+        f.times
+            .map(|(created, modified)| created.unwrap_or(modified))
+    })
+}
+
 /// What the writer and the shared state start from.
 pub(crate) struct Recovered {
     pub shared: Shared,
@@ -99,6 +109,12 @@ pub(crate) fn recover(
     if storage.remove(&tmp).is_ok() {
         tracing::debug!(path = %tmp.display(), "QueueStaleLedgerRemoved");
     }
+    // A spare is only reused within one run: its old seqs are known to lie
+    // below every new one only while the seqs it was acked under hold.
+    let spare = dir.join(segment::SPARE_NAME);
+    if storage.remove(&spare).is_ok() {
+        tracing::debug!(path = %spare.display(), "QueueSpareRemoved");
+    }
     let (acked, ledger_status, mut found) = survey(storage, dir, |_| false)?;
     if ledger_status == LedgerStatus::Corrupt {
         tracing::warn!(path = %dir.join(ledger::FILE_NAME).display(), "QueueLedgerCorrupt");
@@ -118,11 +134,11 @@ pub(crate) fn recover(
             clean_tail[i] = false;
             continue;
         }
-        let torn = f.file_len - f.scan.valid_end;
-        if torn == 0 {
+        if f.file_len == f.scan.valid_end {
             continue;
         }
-        recovery.truncated_bytes += torn;
+        // Old records of a reused file are cut too, but they are not torn.
+        recovery.truncated_bytes += f.scan.torn;
         let cut = storage.open_append(&f.path).and_then(|mut w| {
             w.truncate(f.scan.valid_end)?;
             w.sync()
@@ -173,10 +189,12 @@ pub(crate) fn recover(
         if let Some(off) = f.scan.head_offset {
             head_pos.get_or_insert(pos + off);
         }
-        if let (Some(seq), Some((created, modified))) = (f.scan.first_unacked, f.times) {
-            // No per-record time survives a restart; the segment's creation
-            // time (or, without one, its last write) stands in for it.
-            shared.ages.mark(seq, created.unwrap_or(modified));
+        if let Some(seq) = f.scan.first_unacked
+            && let Some(started) = started(f)
+        {
+            // No per-record time survives a restart; the segment's start
+            // stands in for it.
+            shared.ages.mark(seq, started);
         }
         shared.depth_events += f.scan.unacked;
         shared.segments.push_back(SegmentState {
@@ -210,6 +228,9 @@ pub(crate) fn recover(
                 path: f.path.clone(),
                 file,
                 len: f.scan.valid_end,
+                // Its creation time may not be its start (it may have been
+                // reused just before a crash): if empty, it gets a mark.
+                fresh: false,
             }),
             Err(e) => {
                 tracing::warn!(path = %f.path.display(), error = %e, "QueueSegmentReopenFailed");

@@ -8,12 +8,17 @@
 //! under a running queue).
 
 use std::io;
+use std::time::SystemTime;
 
 use super::record::{self, Decoded, HEADER_LEN};
 use super::shared;
 use super::storage::ReadFile;
 
 const EXTENSION: &str = ".seg";
+
+/// The name under which an acked segment's file waits to be reused for the
+/// next segment (not a segment name: it has no seq).
+pub const SPARE_NAME: &str = "segment.spare";
 
 /// How much a scan reads at once: large enough to amortize syscalls, small
 /// enough that recovery's memory does not grow with the segment size.
@@ -121,8 +126,20 @@ fn record_at<'w>(
     }
 }
 
-/// The offset of the next record after damage at `from`, searching up to
-/// `len`.
+/// What lies after damage, found by [`resync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A valid record that may follow, at this offset.
+    Record(u64),
+    /// A whole record from the file's earlier use (see [`stale_at`]), at
+    /// this offset.
+    Stale(u64),
+}
+
+/// What follows damage at `from`, searching up to `len`: the next record
+/// that may follow `(prev_seq, prev_end)`, or the first stale record when
+/// `stale_below` is not 0 (the segment's name seq when the file may have
+/// been reused; 0 inside the published part of a segment).
 ///
 /// # Errors
 /// A read error.
@@ -132,15 +149,41 @@ pub fn resync(
     len: u64,
     prev_seq: u64,
     prev_end: u64,
-) -> io::Result<Option<u64>> {
+    stale_below: u64,
+) -> io::Result<Option<Next>> {
     let mut pos = from;
     while pos + HEADER_LEN as u64 <= len {
         if record_at(win, pos, prev_seq, prev_end)?.is_some() {
-            return Ok(Some(pos));
+            return Ok(Some(Next::Record(pos)));
+        }
+        if stale_at(win, pos, stale_below)?.is_some() {
+            return Ok(Some(Next::Stale(pos)));
         }
         pos += 1;
     }
     Ok(None)
+}
+
+/// The end of a whole, valid record with a seq below `name_seq` at
+/// `pos`, if there is one. A segment's records have seqs from its name up,
+/// and seqs never go back, so such a record was written by the file's
+/// earlier use: the queue reuses the files of acked segments
+/// ([`super::storage::Storage::reuse`]), writing over them from the start.
+fn stale_at(win: &mut Window<'_>, pos: u64, name_seq: u64) -> io::Result<Option<u64>> {
+    let Some(header) = win.get(pos, HEADER_LEN)? else {
+        return Ok(None);
+    };
+    let (len, _, seq) = record::split_header(header);
+    if seq == 0 || seq >= name_seq {
+        return Ok(None);
+    }
+    let Some(bytes) = win.get(pos, HEADER_LEN + len as usize)? else {
+        return Ok(None);
+    };
+    Ok(match record::decode(bytes, 0) {
+        Decoded::Record { end, .. } => Some(pos + end as u64),
+        Decoded::Incomplete { .. } | Decoded::Invalid => None,
+    })
 }
 
 /// What a scan of one segment found.
@@ -154,6 +197,16 @@ pub struct Scan {
     pub last_seq: Option<u64>,
     /// Offset just past the last valid record: where a torn tail starts.
     pub valid_end: u64,
+    /// Bytes after the last valid record that are torn: cut by recovery,
+    /// and counted, unlike the records of a reused file's earlier use.
+    pub torn: u64,
+    /// Where the records of the file's earlier use begin, when it was
+    /// reused and no record of this segment follows them: the bytes from
+    /// there on are old, not torn.
+    pub stale_from: Option<u64>,
+    /// When the segment was started, from its time mark (segments written
+    /// before marks existed have none).
+    pub started: Option<SystemTime>,
     /// Damaged byte ranges between valid records, skipped.
     pub skips: Vec<(u64, u64)>,
     /// Records lost to those ranges (the seq gap each left, at least one).
@@ -195,9 +248,30 @@ pub fn scan(
             }
         };
         let Some(found) = found else {
-            match resync(&mut win, pos + 1, len, prev_seq, prev_end) {
-                Ok(Some(next)) => {
-                    out.skips.push((pos, next));
+            // Old records of a reused file are walked over whole: nothing
+            // of this segment's follows them, unless damage made new ones
+            // look old, which the search below then finds.
+            match stale_at(&mut win, pos, name_seq) {
+                Ok(Some(end)) => {
+                    out.stale_from.get_or_insert(pos);
+                    pos = end;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.read_error = Some(e);
+                    break;
+                }
+            }
+            match resync(&mut win, pos + 1, len, prev_seq, prev_end, name_seq) {
+                Ok(Some(Next::Stale(at))) => {
+                    out.stale_from.get_or_insert(at);
+                    pos = at;
+                    continue;
+                }
+                Ok(Some(Next::Record(next))) => {
+                    out.stale_from = None;
+                    out.skips.push((prev_end, next));
                     // The record at `next` is re-decoded by the loop; its seq
                     // tells how many records the damage took.
                     if let Ok(Some(f)) = record_at(&mut win, next, prev_seq, prev_end) {
@@ -213,7 +287,15 @@ pub fn scan(
                 }
             }
         };
+        if out.stale_from.take().is_some() {
+            // Records that looked old, then this segment's own: damage.
+            out.skips.push((prev_end, found.offset));
+            out.corrupt += (found.seq - prev_seq - 1).max(1);
+        }
         out.records += 1;
+        if out.first_seq.is_none() {
+            out.started = shared::as_time_mark(found.payload);
+        }
         out.first_seq.get_or_insert(found.seq);
         out.last_seq = Some(found.seq);
         if found.seq > acked {
@@ -232,6 +314,15 @@ pub fn scan(
         pos = found.end;
     }
     out.valid_end = prev_end;
+    out.torn = match out.stale_from {
+        None => len - prev_end,
+        // This segment's records end inside an old one; the rest of that
+        // one is old too, unless a record of this segment began there.
+        Some(stale) => match win.get(prev_end, HEADER_LEN) {
+            Ok(Some(header)) if record::split_header(header).2 == prev_seq + 1 => stale - prev_end,
+            _ => 0,
+        },
+    };
     out
 }
 
@@ -303,6 +394,76 @@ mod tests {
         let s = scan(&*f, buf.len() as u64 - 1, 1, 0, |_| true);
         assert_eq!((s.records, s.corrupt), (2, 0));
         assert_eq!(s.valid_end, offsets[2]);
+    }
+
+    /// A file that held records 1 to 40 and was reused for a segment
+    /// named 100: its new records, written over the start of the old ones.
+    fn reused(new: u64) -> (Vec<u8>, Vec<u64>, Vec<u64>) {
+        let (mut buf, old) = records(1, 40);
+        let (mark_and_new, offsets) = {
+            let mut b = Vec::new();
+            encode_into(&mut b, 100, &shared::time_mark(SystemTime::UNIX_EPOCH));
+            let (rest, mut offsets) = records(101, new);
+            offsets.iter_mut().for_each(|o| *o += b.len() as u64);
+            offsets.insert(0, 0);
+            b.extend_from_slice(&rest);
+            (b, offsets)
+        };
+        buf[..mark_and_new.len()].copy_from_slice(&mark_and_new);
+        (buf, offsets, old)
+    }
+
+    #[test]
+    fn a_reused_files_old_records_end_the_segment_without_counting_as_damage() {
+        let (buf, offsets, old) = reused(5);
+        let end = offsets[5] + (offsets[5] - offsets[4]);
+        // The first old record not written over.
+        let stale = *old.iter().find(|&&o| o >= end).unwrap();
+        assert!(stale > end, "the new records end inside an old one");
+        let f = file_with(&buf);
+        let mut seen = Vec::new();
+        let s = scan(&*f, buf.len() as u64, 100, 0, |r| {
+            seen.push(r.seq);
+            true
+        });
+        assert_eq!((s.records, s.unacked, s.corrupt), (6, 5, 0));
+        assert_eq!(seen, (100..=105).collect::<Vec<_>>());
+        assert_eq!((s.valid_end, s.stale_from), (end, Some(stale)));
+        assert_eq!(
+            s.torn, 0,
+            "the rest of the old record the new ones end in is old"
+        );
+        assert!(s.skips.is_empty());
+        assert_eq!(s.started, Some(SystemTime::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn a_torn_record_in_a_reused_file_is_torn_up_to_the_old_records() {
+        let (mut buf, offsets, old) = reused(5);
+        // The last new record loses a byte in its middle.
+        buf[offsets[5] as usize + 20] ^= 0xff;
+        let f = file_with(&buf);
+        let s = scan(&*f, buf.len() as u64, 100, 0, |_| true);
+        assert_eq!((s.records, s.corrupt), (5, 0));
+        assert_eq!(s.valid_end, offsets[5]);
+        let end = offsets[5] + (offsets[5] - offsets[4]);
+        let stale = *old.iter().find(|&&o| o >= end).unwrap();
+        assert_eq!(s.stale_from, Some(stale));
+        assert_eq!(s.torn, stale - offsets[5]);
+    }
+
+    #[test]
+    fn new_records_after_ones_that_look_old_are_kept() {
+        // Seqs below the name, then the segment's own: damage, not a reused
+        // file's end (the old records are walked over, then the search
+        // finds the new ones).
+        let (buf, offsets) = records(1, 6);
+        let f = file_with(&buf);
+        let s = scan(&*f, buf.len() as u64, 4, 0, |_| true);
+        assert_eq!((s.records, s.first_seq, s.stale_from), (3, Some(4), None));
+        assert_eq!(s.corrupt, 1);
+        assert_eq!(s.skips, vec![(0, offsets[3])]);
+        assert_eq!(s.valid_end, buf.len() as u64);
     }
 
     #[test]

@@ -19,6 +19,12 @@
 //! anything else              a plain record, handed out as it is
 //! ```
 //!
+//! Part 0 is never referenced: its definition is the segment's **time
+//! mark**, `u64` LE microseconds since the Unix epoch when the writer
+//! started the segment, written as the first record of a segment that
+//! reuses an acked segment's file. It gives the age of the oldest records
+//! after a restart, which the reused file's creation time cannot.
+//!
 //! JSON never contains a raw NUL byte, which is what keeps references
 //! unambiguous. The writer writes a part's definition into a segment before
 //! the first record there that uses it (in the same write), so a segment
@@ -35,6 +41,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -101,6 +108,30 @@ pub fn write_ref(out: &mut Vec<u8>, id: u32) {
 pub(crate) fn definition(id: u32) -> Option<Bytes> {
     let t = table().lock().unwrap_or_else(|p| p.into_inner());
     t.definitions.get((id as usize).checked_sub(1)?).cloned()
+}
+
+/// The time mark record of a segment started at `at` (part 0's
+/// definition).
+pub(crate) fn time_mark(at: SystemTime) -> Bytes {
+    let micros = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let mut mark = BytesMut::with_capacity(14);
+    mark.put_slice(&[MARK, DEFINITION]);
+    mark.put_u32_le(0);
+    mark.put_u64_le(micros);
+    mark.freeze()
+}
+
+/// The time a time mark record holds.
+pub(crate) fn as_time_mark(payload: &[u8]) -> Option<SystemTime> {
+    match as_definition(payload)? {
+        (0, micros) => {
+            let micros = u64::from_le_bytes(micros.try_into().ok()?);
+            UNIX_EPOCH.checked_add(Duration::from_micros(micros))
+        }
+        _ => None,
+    }
 }
 
 /// Whether a payload is a record with references.

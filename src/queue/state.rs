@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use super::error::QueueError;
 use super::ledger;
+use super::segment;
 use super::storage::Storage;
 use super::{QueueMetrics, Recovery, WhenFull};
 
@@ -118,6 +119,10 @@ pub(crate) struct Shared {
     /// waiting): an ack wakes it only once they fit.
     pub room_wanted: u64,
     pub ages: AgeIndex,
+    /// An acked segment's file of this many bytes waits under
+    /// [`segment::SPARE_NAME`] for the writer to reuse it for its next
+    /// segment.
+    pub spare: Option<u64>,
 }
 
 impl Shared {
@@ -188,7 +193,8 @@ pub(crate) struct Core {
 impl Core {
     /// Persists the head in the ledger if it moved, then deletes segments
     /// that lie wholly behind it (never the last: the writer may be
-    /// appending to it). Blocking I/O.
+    /// appending to it). The first one's file becomes the spare when there
+    /// is none and the ledger was written. Blocking I/O.
     ///
     /// Deleting does not wait for the ledger: the in-memory head is what
     /// was delivered, and a ledger left behind only means redelivering
@@ -218,19 +224,39 @@ impl Core {
         if doomed > 0 {
             // Only this function removes segments, and it is serialized, so
             // the first `doomed` segments are still the ones counted above.
-            let paths: Vec<PathBuf> = {
+            let (doomed, keep_spare) = {
                 let mut s = lock(&self.shared);
-                s.segments.drain(..doomed).map(|seg| seg.path).collect()
+                let doomed: Vec<SegmentState> = s.segments.drain(..doomed).collect();
+                // A failed ledger write may want the room.
+                (doomed, s.spare.is_none() && result.is_ok())
             };
-            for path in &paths {
-                if let Err(e) = self.storage.remove(path) {
+            let mut paths = doomed.into_iter().map(|seg| (seg.path, seg.len));
+            if keep_spare && let Some((path, len)) = paths.next() {
+                let spare = self.dir.join(segment::SPARE_NAME);
+                match self.storage.rename(&path, &spare) {
+                    Ok(()) => lock(&self.shared).spare = Some(len),
+                    Err(e) => {
+                        tracing::debug!(path = %path.display(), error = %e, "QueueSegmentNotKept");
+                        if let Err(e) = self.storage.remove(&path) {
+                            tracing::warn!(path = %path.display(), error = %e, "QueueSegmentRemoveFailed");
+                        }
+                    }
+                }
+            }
+            let mut removed = 0;
+            for (path, _) in paths {
+                removed += 1;
+                if let Err(e) = self.storage.remove(&path) {
                     tracing::warn!(path = %path.display(), error = %e, "QueueSegmentRemoveFailed");
                 }
+            }
+            if result.is_err() {
+                self.drop_spare();
             }
             if let Err(e) = self.storage.sync_dir(&self.dir) {
                 tracing::warn!(path = %self.dir.display(), error = %e, "QueueDirSyncFailed");
             }
-            tracing::debug!(segments = paths.len(), "QueueSegmentsDeleted");
+            tracing::debug!(removed, "QueueSegmentsDeleted");
             if result.is_err() {
                 result = ledger::write(&*self.storage, &self.dir, target);
             }
@@ -239,6 +265,31 @@ impl Core {
             *persisted = (*persisted).max(target);
         }
         result
+    }
+
+    /// Whether an acked segment's file waits to be reused.
+    pub fn has_spare(&self) -> bool {
+        lock(&self.shared).spare.is_some()
+    }
+
+    /// The spare file for a new segment, if there is one; it is the
+    /// caller's from now on.
+    pub fn take_spare(&self) -> Option<PathBuf> {
+        lock(&self.shared)
+            .spare
+            .take()
+            .map(|_| self.dir.join(segment::SPARE_NAME))
+    }
+
+    /// Removes the spare file, if there is one, to give its room back (a
+    /// write failed, perhaps for want of space). Durable with the next
+    /// directory sync.
+    pub fn drop_spare(&self) {
+        if let Some(spare) = self.take_spare()
+            && let Err(e) = self.storage.remove(&spare)
+        {
+            tracing::warn!(path = %spare.display(), error = %e, "QueueSegmentRemoveFailed");
+        }
     }
 
     pub fn metrics(&self) -> QueueMetrics {
@@ -254,7 +305,7 @@ impl Core {
             },
             acked_through: s.head_seq,
             segments: s.segments.len(),
-            disk_bytes: s.segments.iter().map(|seg| seg.len).sum(),
+            disk_bytes: s.segments.iter().map(|seg| seg.len).sum::<u64>() + s.spare.unwrap_or(0),
             blocked_appends: s.blocked,
             appended_total: c.appended.load(Ordering::Relaxed),
             acked_total: c.acked.load(Ordering::Relaxed),

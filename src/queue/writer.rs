@@ -12,7 +12,15 @@
 //!
 //! It also writes the definitions of shared parts (see [`super::shared`]):
 //! before the first record of a segment that refers to a part, in the same
-//! write, as a record of its own.
+//! write, as a record of its own; and the time mark of a segment that
+//! reuses a file, as its first record.
+//!
+//! A new segment reuses the file of an acked one when there is a spare
+//! (see [`super::state::Core::persist_and_trim`]): it writes over the old
+//! records instead of growing a new file, so the file system neither
+//! allocates blocks nor updates the file's size for each `fdatasync`, and
+//! deleting the acked segment frees no page cache. Recovery tells the old
+//! records from new ones by their seqs ([`segment::scan`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, IoSlice};
@@ -55,6 +63,9 @@ pub(crate) struct Active {
     pub path: PathBuf,
     pub file: Box<dyn WriteFile>,
     pub len: u64,
+    /// Created by this writer: the file's creation time is the segment's
+    /// start, so it needs no time mark.
+    pub fresh: bool,
 }
 
 pub(crate) struct Writer {
@@ -229,7 +240,20 @@ impl Writer {
                 break;
             };
             let known = self.definitions.len();
-            let definition_bytes = self.define_parts(&req.records);
+            let mut definition_bytes = 0;
+            let reusing = match &self.active {
+                None => self.core.has_spare(),
+                Some(active) => active.len == 0 && !active.fresh,
+            };
+            if group.is_empty() && reusing {
+                // A reused file's times are its first use's: the segment
+                // starts with its time mark (and only a segment that does
+                // takes the spare, see `commit`).
+                let mark = shared::time_mark(SystemTime::now());
+                definition_bytes += record::encoded_len(mark.len());
+                self.definitions.push((self.group_records, mark));
+            }
+            definition_bytes += self.define_parts(&req.records);
             if bytes + definition_bytes > limits.max_bytes {
                 // With the definitions it needs, it could never fit.
                 self.forget_definitions(known);
@@ -252,7 +276,7 @@ impl Writer {
                     continue;
                 }
             }
-            let first_seq = seq;
+            let mut first_seq = seq;
             let mut definitions = self.definitions[known..].iter().peekable();
             for (i, payload) in req.records.iter().enumerate() {
                 let index = self.group_records + i;
@@ -261,6 +285,9 @@ impl Writer {
                         .extend_from_slice(&record::encode_header(seq, part));
                     self.group_bytes += record::encoded_len(part.len());
                     seq += 1;
+                }
+                if i == 0 {
+                    first_seq = seq;
                 }
                 self.headers
                     .extend_from_slice(&record::encode_header(seq, payload));
@@ -449,14 +476,29 @@ impl Writer {
         }
     }
 
-    fn create_segment(&mut self) -> Result<(), QueueError> {
+    /// Starts the next segment, in the spare file if `reuse` (the group
+    /// begins with a time mark) and there still is one.
+    fn create_segment(&mut self, reuse: bool) -> Result<(), QueueError> {
         let core = &self.core;
         let first_seq = self.next_seq;
         let path = core.dir.join(segment::file_name(first_seq));
-        let file = core
-            .storage
-            .create(&path)
-            .map_err(|e| QueueError::io("create segment", &path, e))?;
+        let spare = if reuse { core.take_spare() } else { None };
+        let reused = spare.and_then(|spare| {
+            core.storage
+                .reuse(&spare, &path)
+                .inspect_err(|e| {
+                    tracing::warn!(path = %spare.display(), error = %e, "QueueSpareReuseFailed");
+                })
+                .ok()
+        });
+        let fresh = reused.is_none();
+        let file = match reused {
+            Some(file) => file,
+            None => core
+                .storage
+                .create(&path)
+                .map_err(|e| QueueError::io("create segment", &path, e))?,
+        };
         // The segment's name must be durable before any record in it is
         // reported durable.
         core.storage
@@ -477,6 +519,7 @@ impl Writer {
             path,
             file,
             len: 0,
+            fresh,
         });
         Ok(())
     }
@@ -491,8 +534,12 @@ impl Writer {
             }
             return;
         }
+        let marked = self
+            .definitions
+            .first()
+            .is_some_and(|(at, part)| *at == 0 && shared::as_time_mark(part).is_some());
         if self.active.is_none()
-            && let Err(e) = self.create_segment()
+            && let Err(e) = self.create_segment(marked)
         {
             tracing::warn!(error = %e, "QueueAppendFailed");
             self.forget_definitions(0);
@@ -534,6 +581,8 @@ impl Writer {
             });
         if let Err(e) = result {
             tracing::warn!(error = %e, "QueueAppendFailed");
+            // The spare's room may be what the next try needs.
+            self.core.drop_spare();
             if let Err(te) = active.file.truncate(before) {
                 // The garbage stays past the published length, where the
                 // reader never looks; recovery cuts it. Appending after it

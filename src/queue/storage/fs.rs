@@ -42,6 +42,14 @@ impl Storage for FsStorage {
         Ok(Box::new(FsFile(file)))
     }
 
+    fn reuse(&self, from: &Path, to: &Path) -> io::Result<Box<dyn WriteFile>> {
+        fs::rename(from, to)?;
+        // Neither `truncate` nor `append`: writes start at 0, over the old
+        // bytes.
+        let file = OpenOptions::new().write(true).open(to)?;
+        Ok(Box::new(FsFile(file)))
+    }
+
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Box::new(FsFile(file)))
@@ -75,9 +83,9 @@ impl Storage for FsStorage {
 /// The most slices one `writev` takes (Linux's `IOV_MAX`).
 const IOV_MAX: usize = 1024;
 
-/// One open file; `append` relies on the file being opened with
-/// `O_APPEND` or positioned at its end, and `truncate` leaves an `O_APPEND`
-/// file writing at the new end.
+/// One open file; `append` writes at the file's cursor: the end with
+/// `O_APPEND` or after `create`, the start after `reuse`. `truncate` moves
+/// the cursor to the new end.
 struct FsFile(File);
 
 impl WriteFile for FsFile {
@@ -107,8 +115,8 @@ impl WriteFile for FsFile {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)?;
-        // `create` does not use O_APPEND (so `truncate(true)` is allowed);
-        // move the cursor so the next append lands at the new end.
+        // `create` and `reuse` do not use O_APPEND; move the cursor so the
+        // next append lands at the new end.
         io::Seek::seek(&mut self.0, io::SeekFrom::Start(len)).map(|_| ())
     }
 }

@@ -115,6 +115,17 @@ impl MemStorage {
         state.file(path).ok().map(|f| lock(&f).data.clone())
     }
 
+    /// Moves a file's creation and modification times `by` into the past,
+    /// as if it had been created that much earlier.
+    pub fn backdate(&self, path: &Path, by: std::time::Duration) {
+        let state = lock(&self.state);
+        if let Ok(file) = state.file(path) {
+            let mut f = lock(&file);
+            f.created = f.created.checked_sub(by).unwrap_or(f.created);
+            f.modified = f.modified.checked_sub(by).unwrap_or(f.modified);
+        }
+    }
+
     /// Replaces a file's bytes, synced, as if the disk held them (to plant
     /// damage).
     pub fn write_file_synced(&self, path: &Path, bytes: &[u8]) {
@@ -155,14 +166,27 @@ impl Storage for MemStorage {
         Ok(Box::new(MemHandle {
             state: self.state.clone(),
             file,
+            at: 0,
+        }))
+    }
+
+    fn reuse(&self, from: &Path, to: &Path) -> io::Result<Box<dyn WriteFile>> {
+        self.rename(from, to)?;
+        let file = lock(&self.state).file(to)?;
+        Ok(Box::new(MemHandle {
+            state: self.state.clone(),
+            file,
+            at: 0,
         }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
         let file = lock(&self.state).file(path)?;
+        let at = lock(&file).data.len();
         Ok(Box::new(MemHandle {
             state: self.state.clone(),
             file,
+            at,
         }))
     }
 
@@ -171,6 +195,7 @@ impl Storage for MemStorage {
         Ok(Arc::new(MemHandle {
             state: self.state.clone(),
             file,
+            at: 0,
         }))
     }
 
@@ -221,6 +246,8 @@ impl Storage for MemStorage {
 struct MemHandle {
     state: Arc<Mutex<MemState>>,
     file: FileRef,
+    /// Where the next write goes (a writing handle is the file's only one).
+    at: usize,
 }
 
 impl WriteFile for MemHandle {
@@ -233,15 +260,20 @@ impl WriteFile for MemHandle {
         };
         let mut f = lock(&self.file);
         f.modified = SystemTime::now();
-        match room {
-            Some(room) if room < buf.len() => {
-                f.data.extend_from_slice(&buf[..room]);
-                Err(io::Error::from_raw_os_error(28)) // ENOSPC
-            }
-            _ => {
-                f.data.extend_from_slice(buf);
-                Ok(())
-            }
+        let at = self.at.min(f.data.len());
+        // Writing over old bytes (a reused file) takes no room.
+        let over = (f.data.len() - at).min(buf.len());
+        let fits = room.map_or(buf.len(), |room| buf.len().min(over + room));
+        let end = at + fits;
+        if end > f.data.len() {
+            f.data.resize(end, 0);
+        }
+        f.data[at..end].copy_from_slice(&buf[..fits]);
+        self.at = end;
+        if fits < buf.len() {
+            Err(io::Error::from_raw_os_error(28)) // ENOSPC
+        } else {
+            Ok(())
         }
     }
 
@@ -254,6 +286,7 @@ impl WriteFile for MemHandle {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         let mut f = lock(&self.file);
         f.data.truncate(len as usize);
+        self.at = len as usize;
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! The narrow file-system interface the queue does all its I/O through.
 //!
-//! The queue needs few operations: create, append, sync and truncate a file,
-//! read at an offset, rename, remove, list and sync a directory. Keeping
+//! The queue needs few operations: create (or reuse), append, sync and
+//! truncate a file, read at an offset, rename, remove, list and sync a
+//! directory. Keeping
 //! them behind [`Storage`] lets tests swap in [`MemStorage`], which
 //! remembers what was synced and can simulate a power cut by forgetting the
 //! rest. [`FsStorage`] is the real thing (`std::fs`). Both are blocking: the
@@ -39,6 +40,18 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// The underlying I/O error.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
+
+    /// Renames the existing file `from` to `to` (replacing `to`) and opens
+    /// it to be written again from its start, as [`Storage::create`] would,
+    /// except that the file keeps its size and its blocks: an append writes
+    /// over the old bytes instead of growing the file, which spares the file
+    /// system allocating blocks and updating the size on every `fdatasync`.
+    /// The old bytes stay until written over. The rename is durable only
+    /// after [`Storage::sync_dir`].
+    ///
+    /// # Errors
+    /// The underlying I/O error (`NotFound` when `from` does not exist).
+    fn reuse(&self, from: &Path, to: &Path) -> io::Result<Box<dyn WriteFile>>;
 
     /// Opens an existing file for appending at its end.
     ///
@@ -80,16 +93,19 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
-/// A file open for appending.
+/// A file open for appending. "The end" is where the last write through
+/// this handle stopped (or where [`WriteFile::truncate`] cut it): the end of
+/// the file, except for a file opened by [`Storage::reuse`], whose old bytes
+/// past it are written over.
 pub trait WriteFile: Send {
-    /// Writes all of `buf` at the end of the file. On error, part of `buf`
-    /// may have been written; the caller truncates it away.
+    /// Writes all of `buf` at the end. On error, part of `buf` may have
+    /// been written; the caller truncates it away.
     ///
     /// # Errors
     /// The underlying I/O error (`ENOSPC` on a full disk).
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
 
-    /// Writes all of `bufs`, in order, at the end of the file, as
+    /// Writes all of `bufs`, in order, at the end, as
     /// [`WriteFile::append`] would write them joined. On error, part may
     /// have been written; the caller truncates it away.
     ///
@@ -108,7 +124,7 @@ pub trait WriteFile: Send {
     /// The underlying I/O error.
     fn sync(&mut self) -> io::Result<()>;
 
-    /// Cuts the file to `len` bytes.
+    /// Cuts the file to `len` bytes; the next write goes there.
     ///
     /// # Errors
     /// The underlying I/O error.
