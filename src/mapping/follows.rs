@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// How far apart two events of a resource may be and still chain.
 pub const WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -65,9 +67,52 @@ struct StateFile {
     resources: HashMap<String, Last>,
 }
 
+/// The hashing of [`Follows`]' map: XXH3 with a seed chosen per process.
+/// The map is looked up once per event with a resource id of a few dozen
+/// bytes, where the default SipHash cost several times as much; the seed
+/// keeps crafted ids from piling into one bucket all the same.
+#[derive(Clone)]
+struct KeyHashing {
+    seed: u64,
+}
+
+impl Default for KeyHashing {
+    fn default() -> Self {
+        KeyHashing {
+            seed: std::hash::RandomState::new().hash_one(FILE_NAME),
+        }
+    }
+}
+
+impl BuildHasher for KeyHashing {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.seed)
+    }
+}
+
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+
+    /// A `str` ends its bytes with one `0xff`: folded in without a second
+    /// pass.
+    fn write_u8(&mut self, byte: u8) {
+        self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The last event of each resource.
 pub(crate) struct Follows {
-    last: HashMap<Box<str>, Last>,
+    last: HashMap<Box<str>, Last, KeyHashing>,
     path: Option<PathBuf>,
     dirty: bool,
     flushed: Instant,
@@ -82,7 +127,7 @@ impl Follows {
     /// when there is no state directory).
     pub fn load(state_dir: Option<&Path>) -> Self {
         let path = state_dir.map(|dir| dir.join(FILE_NAME));
-        let mut last = HashMap::new();
+        let mut last = HashMap::default();
         if let Some(path) = &path {
             match fs::read(path) {
                 Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
