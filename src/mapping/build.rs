@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::{BufMut, BytesMut};
 use chrono::format::Parsed;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -246,7 +247,7 @@ impl Base<'_> {
         let mut out = Vec::new();
         for (i, r) in related.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                out.put_u8(b',');
             }
             // Writing labels (strings) into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut out, r);
@@ -522,7 +523,7 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     /// Refers to shared part `id`, of `len` bytes, in `out`.
-    fn write_ref(&mut self, out: &mut Vec<u8>, id: u32, len: usize) {
+    fn write_ref(&mut self, out: &mut BytesMut, id: u32, len: usize) {
         queue::shared::write_ref(out, id);
         self.shared_extra += len - queue::shared::REF_LEN;
     }
@@ -565,7 +566,7 @@ impl Plan {
     }
 
     /// Appends the event to `out`, or leaves `out` as it was.
-    pub fn write(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+    pub fn write(&self, b: &mut Build<'_, '_>, out: &mut BytesMut) -> Result<(), Failure> {
         let start = out.len();
         let result = self.write_inner(b, out, start);
         if result.is_err() {
@@ -577,7 +578,7 @@ impl Plan {
     fn write_inner(
         &self,
         b: &mut Build<'_, '_>,
-        out: &mut Vec<u8>,
+        out: &mut BytesMut,
         start: usize,
     ) -> Result<(), Failure> {
         let occurred = match &self.occurred {
@@ -614,7 +615,7 @@ impl Plan {
                 out.extend_from_slice(b",\"follows\":");
                 json::write_uuid(out, previous);
             }
-            out.push(b'}');
+            out.put_u8(b'}');
             let bytes = out.len() - start - prefix + b.scratch.shared_extra;
             if bytes > MAX_EVENT_BYTES {
                 too_large = Some(bytes);
@@ -675,7 +676,7 @@ impl Plan {
 
     /// Writes the event's name, resource and related resources, up to
     /// its payload.
-    fn write_stretch(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+    fn write_stretch(&self, b: &mut Build<'_, '_>, out: &mut BytesMut) -> Result<(), Failure> {
         out.extend_from_slice(b",\"event\":");
         self.write_name(b, out)?;
         out.extend_from_slice(b",\"resource\":");
@@ -685,7 +686,7 @@ impl Plan {
         for related in &self.related {
             let mark = out.len();
             if written > 0 {
-                out.push(b',');
+                out.put_u8(b',');
             }
             match write_labels(related, b, out, Some(written)) {
                 Ok(()) => written += 1,
@@ -697,7 +698,7 @@ impl Plan {
         }
         if !self.builtin_related.is_empty() {
             if written > 0 {
-                out.push(b',');
+                out.put_u8(b',');
             }
             match self.related_part.filter(|_| b.scratch.share) {
                 Some(id) => b.scratch.write_ref(out, id, self.builtin_related.len()),
@@ -708,13 +709,13 @@ impl Plan {
         Ok(())
     }
 
-    fn write_name(&self, b: &mut Build<'_, '_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+    fn write_name(&self, b: &mut Build<'_, '_>, out: &mut BytesMut) -> Result<(), Failure> {
         let name: &str = match &self.name {
             Name::Static(name) => name,
             Name::KindPrefixed => {
                 out.extend_from_slice(b"\"herald.");
                 json::write_str_body(out, &b.scope.obs.kind);
-                out.push(b'"');
+                out.put_u8(b'"');
                 return check_name_len(7 + b.scope.obs.kind.chars().count());
             }
             Name::Template(t) => t
@@ -754,7 +755,7 @@ fn check_name_len(chars: usize) -> Result<(), Failure> {
 fn write_resource(
     labels: &Labels,
     b: &mut Build<'_, '_>,
-    out: &mut Vec<u8>,
+    out: &mut BytesMut,
 ) -> Result<(), Failure> {
     let path = labels
         .by_path
@@ -800,15 +801,15 @@ fn write_resource(
 fn write_labels(
     labels: &Labels,
     b: &mut Build<'_, '_>,
-    out: &mut Vec<u8>,
+    out: &mut BytesMut,
     related: Option<usize>,
 ) -> Result<(), Failure> {
-    out.push(b'{');
+    out.put_u8(b'{');
     let mut written = 0;
     for (i, (key, label)) in labels.labels.iter().enumerate() {
         let mark = out.len();
         if written > 0 {
-            out.push(b',');
+            out.put_u8(b',');
         }
         written += 1;
         out.extend_from_slice(key);
@@ -859,7 +860,7 @@ fn write_labels(
             b.scratch.resource_id.push_str(text);
         }
     }
-    out.push(b'}');
+    out.put_u8(b'}');
     Ok(())
 }
 
@@ -872,7 +873,7 @@ enum Out<'a> {
 }
 
 impl Out<'_> {
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut BytesMut) {
         match self {
             Out::Val(Val::Str(s)) => json::write_str(out, s),
             Out::Val(Val::Json(v)) | Out::Raw(v) | Out::Const(v) => json::write_value(out, v),
@@ -882,7 +883,7 @@ impl Out<'_> {
 }
 
 impl Payload {
-    fn write(&self, scope: &Scope<'_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+    fn write(&self, scope: &Scope<'_>, out: &mut BytesMut) -> Result<(), Failure> {
         // The spread is the source's own parse only (`json = true`): the
         // built-in mapping does not parse lines nobody asked to parse.
         let spread = match &self.spread {
@@ -941,16 +942,16 @@ impl Payload {
         }
         items.sort_by(|a, b| a.0.cmp(b.0));
         items.dedup_by(|later, earlier| later.0 == earlier.0);
-        out.push(b'{');
+        out.put_u8(b'{');
         for (i, (key, value)) in items.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                out.put_u8(b',');
             }
             json::write_str(out, key);
-            out.push(b':');
+            out.put_u8(b':');
             value.write(out);
         }
-        out.push(b'}');
+        out.put_u8(b'}');
         Ok(())
     }
 }
@@ -958,8 +959,8 @@ impl Payload {
 impl Payload {
     /// Named entries only: already sorted and unique, so written as they
     /// come, with no list to sort.
-    fn write_entries(&self, scope: &Scope<'_>, out: &mut Vec<u8>) -> Result<(), Failure> {
-        out.push(b'{');
+    fn write_entries(&self, scope: &Scope<'_>, out: &mut BytesMut) -> Result<(), Failure> {
+        out.put_u8(b'{');
         let mut first = true;
         let mut text = String::new();
         for entry in &self.entries {
@@ -977,14 +978,14 @@ impl Payload {
                 return Err(Failure::Missing("payload"));
             };
             if !first {
-                out.push(b',');
+                out.put_u8(b',');
             }
             first = false;
             json::write_str(out, &entry.key);
-            out.push(b':');
+            out.put_u8(b':');
             value.write(out);
         }
-        out.push(b'}');
+        out.put_u8(b'}');
         Ok(())
     }
 }

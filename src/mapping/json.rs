@@ -5,6 +5,7 @@
 //!
 //! It does not decide the shape of an event; `super::build` does.
 
+use bytes::BufMut;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -30,11 +31,10 @@ const ESCAPE: [u8; 256] = {
 };
 
 /// Writes `text` as a quoted JSON string.
-pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
-    out.reserve(text.len() + 2);
-    out.push(b'"');
+pub(crate) fn write_str(out: &mut impl BufMut, text: &str) {
+    out.put_u8(b'"');
     write_str_body(out, text);
-    out.push(b'"');
+    out.put_u8(b'"');
 }
 
 /// The bytes of a little-endian word that need escaping (below 0x20, `"`
@@ -95,17 +95,17 @@ fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
 
 /// Writes `text` escaped, without quotes: runs that need no escape are
 /// copied whole.
-pub fn write_str_body(out: &mut Vec<u8>, text: &str) {
+pub fn write_str_body(out: &mut impl BufMut, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
     let mut from = clean_prefix(bytes);
     while let Some(i) = next_escape(bytes, from) {
         let b = bytes[i];
         let escape = ESCAPE[usize::from(b)];
-        out.extend_from_slice(&bytes[start..i]);
+        out.put_slice(&bytes[start..i]);
         if escape == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[
+            out.put_slice(&[
                 b'\\',
                 b'u',
                 b'0',
@@ -114,21 +114,21 @@ pub fn write_str_body(out: &mut Vec<u8>, text: &str) {
                 HEX[usize::from(b & 0xf)],
             ]);
         } else {
-            out.extend_from_slice(&[b'\\', escape]);
+            out.put_slice(&[b'\\', escape]);
         }
         start = i + 1;
         from = start;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.put_slice(&bytes[start..]);
 }
 
 /// Writes any JSON value as serde_json does.
-pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
+pub(crate) fn write_value(out: &mut impl BufMut, value: &Value) {
     match value {
         Value::String(s) => write_str(out, s),
-        // Writing into a Vec cannot fail, and a Value's keys are strings.
+        // Writing into memory cannot fail, and a Value's keys are strings.
         other => {
-            let _ = serde_json::to_writer(&mut *out, other);
+            let _ = serde_json::to_writer(out.writer(), other);
         }
     }
 }
@@ -136,7 +136,7 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
 /// Writes the time as herald always does, quoted: RFC 3339, UTC,
 /// microseconds, `Z` (see [`crate::event::format_timestamp`]). Years must
 /// be 0 to 9999, which [`in_range`] checks for parsed times.
-pub(crate) fn write_timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+pub(crate) fn write_timestamp(out: &mut impl BufMut, at: &DateTime<Utc>) {
     // The naive UTC time holds the fields as they are; asking the
     // `DateTime` for each one adds the (zero) offset every time.
     let at = at.naive_utc();
@@ -152,7 +152,7 @@ pub(crate) fn write_timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
     put(&mut buf[15..17], at.minute());
     put(&mut buf[18..20], at.second());
     put(&mut buf[21..27], micros);
-    out.extend_from_slice(&buf);
+    out.put_slice(&buf);
 }
 
 /// Whether herald can write this time (a four-digit year).
@@ -168,11 +168,11 @@ fn put(digits: &mut [u8], mut n: u32) {
 }
 
 /// Writes a UUID, quoted, hyphenated and lower case.
-pub(crate) fn write_uuid(out: &mut Vec<u8>, id: &Uuid) {
+pub(crate) fn write_uuid(out: &mut impl BufMut, id: &Uuid) {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    out.push(b'"');
-    out.extend_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
-    out.push(b'"');
+    out.put_u8(b'"');
+    out.put_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
+    out.put_u8(b'"');
 }
 
 #[cfg(test)]

@@ -190,9 +190,7 @@ pub struct Mapper {
     stats: MapStats,
     /// Observations since the follows state was last offered a flush.
     since_flush_check: u32,
-    /// Where events are built, one at a time; reused.
-    event: Vec<u8>,
-    /// Where built events are kept.
+    /// Where events are built, and kept.
     arena: Arena,
 }
 
@@ -209,6 +207,9 @@ struct Arena {
     block: Option<BytesMut>,
     /// Used-up blocks, oldest first.
     spent: std::collections::VecDeque<BytesMut>,
+    /// Where the block's free room started when it was handed out: an
+    /// event that did not fit moved it into an allocation of its own.
+    start: usize,
 }
 
 /// Bytes per block: a few hundred typical events.
@@ -217,16 +218,40 @@ const ARENA_BLOCK: usize = 256 * 1024;
 /// be freed when its events are.
 const ARENA_SPENT: usize = 48;
 
+/// Room a block must have left to take the next event. A larger event
+/// moves into an allocation of its own as it is written.
+const ARENA_ROOM: usize = 4096;
+
 impl Arena {
-    /// A copy of `event` in the current block (a new one when it is full;
-    /// an event larger than a block gets a block of its own size).
-    fn keep(&mut self, event: &[u8]) -> Bytes {
-        let block = match &mut self.block {
-            Some(block) if block.capacity() >= event.len() => block,
-            _ => self.next_block(event.len()),
+    /// Where the next event is written: the current block, or a new one
+    /// when it is nearly full. Take the event with [`Arena::take`], or
+    /// `clear` the block to drop what was written.
+    fn block(&mut self) -> &mut BytesMut {
+        if self
+            .block
+            .as_ref()
+            .is_none_or(|b| b.capacity() < ARENA_ROOM)
+        {
+            self.next_block(ARENA_ROOM);
+        }
+        // There is one (made above if there was none).
+        let block = self.block.get_or_insert_with(BytesMut::new);
+        self.start = block.as_ptr() as usize;
+        block
+    }
+
+    /// The event just written into the block.
+    fn take(&mut self) -> Bytes {
+        let Some(block) = &mut self.block else {
+            return Bytes::new();
         };
-        block.extend_from_slice(event);
-        block.split().freeze()
+        let event = block.split().freeze();
+        if event.as_ptr() as usize != self.start {
+            // It outgrew the block: what is left of its allocation is no
+            // block to reuse.
+            self.block = None;
+        }
+        event
     }
 
     fn next_block(&mut self, need: usize) -> &mut BytesMut {
@@ -298,7 +323,6 @@ impl Mapper {
             scratch: Scratch::default(),
             stats: MapStats::default(),
             since_flush_check: 0,
-            event: Vec::new(),
             arena: Arena::default(),
         }
     }
@@ -403,13 +427,12 @@ impl Mapper {
                 follows: &mut self.follows,
                 occurred_failures: &mut self.stats.occurred_failures,
             };
-            let bytes = &mut self.event;
-            bytes.clear();
+            let bytes = self.arena.block();
             match compiled.plans[flavor.index()].write(&mut build, bytes) {
                 Ok(()) => {
                     out.push(Mapped {
                         id,
-                        json: self.arena.keep(bytes),
+                        json: self.arena.take(),
                         on_durable: None,
                     });
                     made += 1;
@@ -418,6 +441,7 @@ impl Mapper {
                     }
                 }
                 Err(failure) => {
+                    bytes.clear();
                     self.stats.unmapped += 1;
                     compiled.unmapped += 1;
                     // Logged at 1, 2, 4, 8, ... so a rule failing on every
@@ -457,20 +481,23 @@ impl Mapper {
             follows: &mut self.follows,
             occurred_failures: &mut self.stats.occurred_failures,
         };
-        let bytes = &mut self.event;
-        bytes.clear();
+        let bytes = self.arena.block();
         let mut result = self.defaults[flavor.index()].write(&mut build, bytes);
         if matches!(result, Err(Failure::Missing(_))) && flavor != Flavor::Other {
             // A line or file event without a path (a process event without
             // a pid) has no resource of its own: it is the agent's, like
             // any other kind.
+            bytes.clear();
             result = self.defaults[Flavor::Other.index()].write(&mut build, bytes);
+        }
+        if result.is_err() {
+            bytes.clear();
         }
         match result {
             Ok(()) => {
                 out.push(Mapped {
                     id,
-                    json: self.arena.keep(bytes),
+                    json: self.arena.take(),
                     on_durable: None,
                 });
                 Ok(())

@@ -1097,23 +1097,59 @@ fn the_hosts_own_events_are_on_the_host_and_not_related_to_it() {
     assert_eq!(related_roles(&e), ["agent"]);
 }
 
+/// Writes `event` into the arena and takes it.
+fn keep(arena: &mut Arena, event: &[u8]) -> Bytes {
+    arena.block().extend_from_slice(event);
+    arena.take()
+}
+
 #[test]
 fn the_arena_reuses_a_block_once_its_events_are_gone() {
     let mut arena = Arena::default();
     let event = vec![b'x'; ARENA_BLOCK / 4];
-    let first: Vec<Bytes> = (0..4).map(|_| arena.keep(&event)).collect();
+    let first: Vec<Bytes> = (0..4).map(|_| keep(&mut arena, &event)).collect();
     let first_block = first[0].as_ptr();
+    assert_eq!(first[3].as_ptr(), first_block.wrapping_add(3 * event.len()));
     // The fifth does not fit: a second block, as the first is still used.
-    let second = arena.keep(b"{\"n\":5}");
+    let second = keep(&mut arena, b"{\"n\":5}");
     assert_eq!(&second[..], b"{\"n\":5}");
     assert!(first.iter().all(|e| e[..] == event[..]));
     drop(first);
-    let more: Vec<Bytes> = (0..4).map(|_| arena.keep(&event)).collect();
-    // The second block filled up; the first, now unused, is taken again.
-    assert_eq!(more[3].as_ptr(), first_block);
+    // Events go on in the second block until it has too little room left;
+    // then the first, now unused, is taken again.
+    let small = vec![b'z'; 1024];
+    let mut more = Vec::new();
+    let moved = loop {
+        let e = keep(&mut arena, &small);
+        let second_block = second.as_ptr() as usize..second.as_ptr() as usize + ARENA_BLOCK;
+        let elsewhere = !second_block.contains(&(e.as_ptr() as usize));
+        more.push(e);
+        if elsewhere {
+            break more.last().map(|e| e.as_ptr());
+        }
+        assert!(
+            more.len() < ARENA_BLOCK / small.len(),
+            "never left the second block"
+        );
+    };
+    assert_eq!(moved, Some(first_block));
     assert_eq!(&second[..], b"{\"n\":5}", "what is kept never changes");
+    assert!(more.iter().all(|e| e[..] == small[..]));
+    // An event larger than the room left moves to an allocation of its
+    // own, and the next event goes on in a block.
     let big = vec![b'y'; ARENA_BLOCK * 2];
-    assert_eq!(&arena.keep(&big)[..], &big[..]);
+    let spent = arena.spent.len();
+    assert_eq!(&keep(&mut arena, &big)[..], &big[..]);
+    assert!(
+        arena.block.is_none(),
+        "the rest of its allocation is no block"
+    );
+    assert_eq!(&keep(&mut arena, b"{}")[..], b"{}");
+    assert_eq!(arena.spent.len(), spent, "nor is it kept for reuse");
+    // A write given up leaves nothing behind.
+    arena.block().extend_from_slice(b"half an ev");
+    arena.block().clear();
+    assert_eq!(&keep(&mut arena, b"{}")[..], b"{}");
 }
 
 /// A file's resource is written once and reused for its next lines; a

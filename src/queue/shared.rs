@@ -99,9 +99,9 @@ pub fn intern(part: &[u8]) -> Option<u32> {
 }
 
 /// Appends a reference to part `id`.
-pub fn write_ref(out: &mut Vec<u8>, id: u32) {
-    out.push(MARK);
-    out.extend_from_slice(&id.to_le_bytes());
+pub fn write_ref(out: &mut impl BufMut, id: u32) {
+    out.put_u8(MARK);
+    out.put_u32_le(id);
 }
 
 /// The definition record of part `id`, if registered.
