@@ -1,7 +1,8 @@
 //! kill -9 at random moments while herald tails a file that keeps
 //! growing: at the end the endpoint holds every written line, and every
 //! line under a single id (so deduplication by id, as Prefect does, leaves
-//! exactly one copy of each).
+//! exactly one copy of each). The queue's segments are small, so that the
+//! kills also land while acked segments' files are being written over.
 
 mod support;
 
@@ -32,6 +33,11 @@ fn sigkill_while_tailing_a_growing_file_loses_and_duplicates_nothing() {
 url = "{url}"
 batch_timeout = "20ms"
 max_events_per_second = 0
+
+# The smallest segments: they fill, get acked and are written over (see
+# the queue's segment reuse) many times between the kills.
+[queue]
+segment_bytes = "64KiB"
 
 [[sources.file]]
 name = "app"
