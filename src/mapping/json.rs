@@ -126,11 +126,28 @@ pub fn write_str_body(out: &mut impl BufMut, text: &str) {
 pub(crate) fn write_value(out: &mut impl BufMut, value: &Value) {
     match value {
         Value::String(s) => write_str(out, s),
+        // Every line's offset, for one: digits without a serializer.
+        Value::Number(n) if n.is_u64() => write_u64(out, n.as_u64().unwrap_or_default()),
         // Writing into memory cannot fail, and a Value's keys are strings.
         other => {
             let _ = serde_json::to_writer(out.writer(), other);
         }
     }
+}
+
+/// Writes `n` in decimal.
+fn write_u64(out: &mut impl BufMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
 }
 
 /// Writes the time as herald always does, quoted: RFC 3339, UTC,
@@ -194,6 +211,31 @@ mod tests {
             String::from_utf8(out).expect("utf8"),
             format!("\"{}\"", crate::event::format_timestamp(&at))
         );
+    }
+
+    #[test]
+    fn values_are_written_as_serde_json_writes_them() {
+        let values = [
+            serde_json::json!(0),
+            serde_json::json!(7),
+            serde_json::json!(10),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(-12),
+            serde_json::json!(1.5),
+            serde_json::json!(true),
+            serde_json::json!(null),
+            serde_json::json!("a\"b"),
+            serde_json::json!({"k": [1, "x"]}),
+        ];
+        for value in values {
+            let mut out = Vec::new();
+            write_value(&mut out, &value);
+            assert_eq!(
+                out,
+                serde_json::to_vec(&value).expect("serializes"),
+                "{value}"
+            );
+        }
     }
 
     #[test]
