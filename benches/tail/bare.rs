@@ -164,7 +164,7 @@ impl Bare {
                     std::str::from_utf8(line).unwrap_or_default(),
                 );
                 group.extend_from_slice(b"\",\"offset\":");
-                push_decimal(&mut group, line_at);
+                herald::mapping::json::write_u64(&mut group, line_at);
                 group.extend_from_slice(b"},\"id\":\"");
                 let mut text = uuid::Uuid::encode_buffer();
                 group.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
@@ -308,22 +308,9 @@ fn checksum(record: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&fields), &record[HEADER..])
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// The current segment file; a new one every [`SEGMENT_BYTES`], the old
-/// one removed (it has been read back and posted), as the queue does.
+/// one removed (it has been read back and posted), as the issue's loop
+/// did. (herald's queue writes its next segment over such a file instead.)
 struct Segment {
     work: std::path::PathBuf,
     file: File,

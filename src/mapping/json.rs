@@ -136,7 +136,7 @@ pub(crate) fn write_value(out: &mut impl BufMut, value: &Value) {
 }
 
 /// Writes `n` in decimal.
-fn write_u64(out: &mut impl BufMut, mut n: u64) {
+pub fn write_u64(out: &mut impl BufMut, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
