@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::queue::storage::{MemStorage, Storage};
-use herald::queue::{Appended, Queue, QueueConfig, QueueError, WhenFull};
+use herald::queue::{Appended, Queue, QueueConfig, QueueError, Reader, WhenFull};
 use tokio::task::JoinHandle;
 
 const MIB: u64 = 1024 * 1024;
@@ -267,21 +267,24 @@ async fn simulated_full_disk_fails_appends_without_damage() {
     );
 }
 
-/// On a full disk, the spare file an acked segment left for reuse is the
-/// first room given back: the failed append's retry fits in it.
-#[tokio::test]
-async fn a_full_disk_takes_the_spare_files_room_first() {
-    let storage = MemStorage::new();
-    let dir = Path::new("/data/queue");
+/// A record of about 530 bytes.
+fn small(i: u64) -> Vec<u8> {
+    format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(500)).into_bytes()
+}
+
+/// A `block` queue in `storage` with three 64 KiB segments of small
+/// records, the first two acked: one deleted, the other kept as the spare.
+/// Returns the queue, its reader and the next record's number.
+async fn with_a_spare(storage: &MemStorage, dir: &Path) -> (Queue, Reader, u64) {
     let (queue, _) =
         Queue::open_with_storage(dir, config(WhenFull::Block), Arc::new(storage.clone())).unwrap();
-    let spare = dir.join("segment.spare");
-    let names = || storage.list(dir).unwrap();
-    // Three 64 KiB segments of small records, the first two acked: one is
-    // deleted, the other kept as the spare.
-    let small = |i: u64| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(500)).into_bytes();
+    let segments = || -> Vec<String> {
+        let mut names = storage.list(dir).unwrap();
+        names.retain(|n| n.ends_with(".seg"));
+        names
+    };
     let mut i = 0;
-    while names().iter().filter(|n| n.ends_with(".seg")).count() < 3 {
+    while segments().len() < 3 {
         queue
             .append((i..i + 10).map(small).collect())
             .await
@@ -289,13 +292,7 @@ async fn a_full_disk_takes_the_spare_files_room_first() {
         i += 10;
     }
     let mut reader = queue.reader().unwrap();
-    let last_of_second = {
-        let segs: Vec<String> = names()
-            .into_iter()
-            .filter(|n| n.ends_with(".seg"))
-            .collect();
-        segs[2][..20].parse::<u64>().unwrap() - 1
-    };
+    let last_of_second = segments()[2][..20].parse::<u64>().unwrap() - 1;
     let mut acked = 0;
     while acked < last_of_second {
         let batch = reader.next_batch(64, usize::MAX).await.unwrap();
@@ -308,28 +305,54 @@ async fn a_full_disk_takes_the_spare_files_room_first() {
         reader.ack(acked).await.unwrap();
     }
     reader.flush().await.unwrap();
-    let bytes = |name: &str| {
-        storage
-            .read_file(&dir.join(name))
-            .map_or(0, |b| b.len() as u64)
-    };
-    let segment_bytes: u64 = names()
-        .iter()
-        .filter(|n| n.ends_with(".seg"))
-        .map(|n| bytes(n))
-        .sum();
     assert!(
-        storage.read_file(&spare).is_some(),
+        storage.read_file(&dir.join("segment.spare")).is_some(),
         "an acked segment is the spare"
     );
+    (queue, reader, i)
+}
+
+/// What all files in `dir` hold.
+fn used(storage: &MemStorage, dir: &Path) -> u64 {
+    storage
+        .list(dir)
+        .unwrap()
+        .iter()
+        .map(|n| {
+            storage
+                .read_file(&dir.join(n))
+                .map_or(0, |b| b.len() as u64)
+        })
+        .sum()
+}
+
+/// On a full disk, the spare file an acked segment left for reuse is the
+/// first room given back: the failed append's retry fits in it.
+#[tokio::test]
+async fn a_full_disk_takes_the_spare_files_room_first() {
+    let storage = MemStorage::new();
+    let dir = Path::new("/data/queue");
+    let (queue, _reader, i) = with_a_spare(&storage, dir).await;
+    let spare = dir.join("segment.spare");
+    let segment_bytes: u64 = storage
+        .list(dir)
+        .unwrap()
+        .iter()
+        .filter(|n| n.ends_with(".seg"))
+        .map(|n| {
+            storage
+                .read_file(&dir.join(n))
+                .map_or(0, |b| b.len() as u64)
+        })
+        .sum();
+    let spare_bytes = storage.read_file(&spare).map_or(0, |b| b.len() as u64);
     assert_eq!(
         queue.metrics().disk_bytes,
-        segment_bytes + bytes("segment.spare"),
+        segment_bytes + spare_bytes,
         "the spare counts as disk use"
     );
     // The disk is full: not a byte more.
-    let used: u64 = names().iter().map(|n| bytes(n)).sum();
-    storage.set_capacity(Some(used));
+    storage.set_capacity(Some(used(&storage, dir)));
     let err = queue.append(vec![small(i)]).await.unwrap_err();
     assert!(
         matches!(&err, QueueError::Io { source, .. } if source.raw_os_error() == Some(28)),
@@ -341,6 +364,33 @@ async fn a_full_disk_takes_the_spare_files_room_first() {
         .await
         .expect("the retry fits in the spare's room");
     queue.close().await.unwrap();
+}
+
+/// On a full disk, acks still reach the ledger: when its new copy does not
+/// fit, the spare goes and the ledger is written in its room.
+#[tokio::test]
+async fn a_full_disk_takes_the_spare_files_room_for_the_ledger() {
+    let storage = MemStorage::new();
+    let dir = Path::new("/data/queue");
+    let (queue, mut reader, _) = with_a_spare(&storage, dir).await;
+    storage.set_capacity(Some(used(&storage, dir)));
+    let mut last = 0;
+    while queue.metrics().depth_events > 0 {
+        let batch = reader.next_batch(64, usize::MAX).await.unwrap();
+        last = batch.last().unwrap().seq;
+        reader.ack(last).await.unwrap();
+    }
+    reader.flush().await.expect("the ledger is written");
+    assert!(
+        storage.read_file(&dir.join("segment.spare")).is_none(),
+        "the spare made the room"
+    );
+    drop(reader);
+    drop(queue);
+    storage.set_capacity(None);
+    let (_, recovery) =
+        Queue::open_with_storage(dir, config(WhenFull::Block), Arc::new(storage.clone())).unwrap();
+    assert_eq!((recovery.acked_through, recovery.records), (last, 0));
 }
 
 /// Mounts a 2 MiB tmpfs on `at`; unmounts when dropped.

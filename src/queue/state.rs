@@ -194,7 +194,8 @@ impl Core {
     /// Persists the head in the ledger if it moved, then deletes segments
     /// that lie wholly behind it (never the last: the writer may be
     /// appending to it). The first one's file becomes the spare when there
-    /// is none and the ledger was written. Blocking I/O.
+    /// is none and the ledger was written; when it could not be, the spare
+    /// goes too before the ledger is tried again. Blocking I/O.
     ///
     /// Deleting does not wait for the ledger: the in-memory head is what
     /// was delivered, and a ledger left behind only means redelivering
@@ -221,14 +222,17 @@ impl Core {
         if target > *persisted {
             result = ledger::write(&*self.storage, &self.dir, target);
         }
+        // A ledger that could not be written may want the room of what
+        // goes, the spare's included.
+        let room_wanted = result.is_err();
+        let mut dir_changed = false;
         if doomed > 0 {
             // Only this function removes segments, and it is serialized, so
             // the first `doomed` segments are still the ones counted above.
             let (doomed, keep_spare) = {
                 let mut s = lock(&self.shared);
                 let doomed: Vec<SegmentState> = s.segments.drain(..doomed).collect();
-                // A failed ledger write may want the room.
-                (doomed, s.spare.is_none() && result.is_ok())
+                (doomed, s.spare.is_none() && !room_wanted)
             };
             let mut paths = doomed.into_iter().map(|seg| (seg.path, seg.len));
             if keep_spare && let Some((path, len)) = paths.next() {
@@ -250,13 +254,17 @@ impl Core {
                     tracing::warn!(path = %path.display(), error = %e, "QueueSegmentRemoveFailed");
                 }
             }
-            if result.is_err() {
-                self.drop_spare();
-            }
+            tracing::debug!(removed, "QueueSegmentsDeleted");
+            dir_changed = true;
+        }
+        if room_wanted && self.has_spare() {
+            self.drop_spare();
+            dir_changed = true;
+        }
+        if dir_changed {
             if let Err(e) = self.storage.sync_dir(&self.dir) {
                 tracing::warn!(path = %self.dir.display(), error = %e, "QueueDirSyncFailed");
             }
-            tracing::debug!(removed, "QueueSegmentsDeleted");
             if result.is_err() {
                 result = ledger::write(&*self.storage, &self.dir, target);
             }
