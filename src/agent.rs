@@ -369,12 +369,12 @@ fn lock(mapper: &Mutex<Mapper>) -> MutexGuard<'_, Mapper> {
 /// is counted and logged. Each observation's checkpoint callback goes with
 /// its last event, or alone when it made none, so a dropped line still
 /// moves its source's checkpoint.
-fn map_batch(mapper: &mut Mapper, batch: Vec<Observation>, stats: &Stats) -> Vec<Mapped> {
+fn map_batch(mapper: &mut Mapper, mut batch: Vec<Observation>, stats: &Stats) -> Vec<Mapped> {
     Stats::add(&stats.observations, batch.len() as u64);
     let mut mapped = Vec::with_capacity(batch.len());
-    for mut observation in batch {
+    for observation in &mut batch {
         let on_durable = observation.on_durable.take();
-        let made = match mapper.map(observation, &mut mapped) {
+        let made = match mapper.map_in_place(observation, &mut mapped) {
             Ok(made) => made,
             Err(e) => {
                 Stats::add(&stats.unmappable, 1);

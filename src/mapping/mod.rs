@@ -354,9 +354,23 @@ impl Mapper {
         mut observation: Observation,
         out: &mut Vec<Mapped>,
     ) -> Result<usize, MapError> {
+        self.map_in_place(&mut observation, out)
+    }
+
+    /// [`Mapper::map`] of an observation left where it is (a batch's,
+    /// which are a few hundred bytes each), taking only its checkpoint
+    /// callback.
+    ///
+    /// # Errors
+    /// As [`Mapper::map`].
+    pub fn map_in_place(
+        &mut self,
+        observation: &mut Observation,
+        out: &mut Vec<Mapped>,
+    ) -> Result<usize, MapError> {
         let on_durable = observation.on_durable.take();
         let first = out.len();
-        let result = self.map_inner(&observation, out);
+        let result = self.map_inner(observation, out);
         if let Some(last) = out[first..].last_mut() {
             last.on_durable = on_durable;
         }
