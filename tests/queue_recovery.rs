@@ -31,12 +31,7 @@ fn config() -> QueueConfig {
 /// Writes records 1..=n in batches of 10 and closes the queue.
 async fn fill(dir: &Path, n: u64) {
     let (queue, _) = Queue::open(dir, config()).unwrap();
-    let mut seq = 1;
-    while seq <= n {
-        let batch: Vec<Vec<u8>> = (seq..=n.min(seq + 9)).map(payload).collect();
-        seq += batch.len() as u64;
-        queue.append(batch).await.unwrap();
-    }
+    append_from(&queue, 1..n + 1).await;
     queue.close().await.unwrap();
 }
 

@@ -241,11 +241,12 @@ impl Writer {
             };
             let known = self.definitions.len();
             let mut definition_bytes = 0;
-            let reusing = match &self.active {
-                None => self.core.has_spare(),
-                Some(active) => active.len == 0 && !active.fresh,
-            };
-            if group.is_empty() && reusing {
+            let reusing = group.is_empty()
+                && match &self.active {
+                    None => self.core.has_spare(),
+                    Some(active) => active.len == 0 && !active.fresh,
+                };
+            if reusing {
                 // A reused file's times are its first use's: the segment
                 // starts with its time mark (and only a segment that does
                 // takes the spare, see `commit`).
