@@ -28,6 +28,22 @@ pub struct Stats {
     /// Send attempts that failed and will be retried
     /// (`herald_batches_failed_total`).
     pub batches_failed: AtomicU64,
+    /// Files whose unread rest herald read from where it was found
+    /// instead of their path: renamed while herald was stopped, or the
+    /// copy of a file copied and truncated
+    /// (`herald_file_streams_recovered_total`).
+    pub file_streams_recovered: AtomicU64,
+    /// Bytes a truncation took away before herald read them, as far as
+    /// herald can tell: seen in the file but in no copy of it
+    /// (`herald_file_truncation_lost_bytes_total`).
+    pub file_truncation_lost_bytes: AtomicU64,
+    /// Truncations herald could not finish from a copy
+    /// (`herald_file_truncations_unrecovered_total`).
+    pub file_truncations_unrecovered: AtomicU64,
+    /// Container log lines whose own timestamp did not parse; they were
+    /// sent with the time they were read
+    /// (`herald_file_timestamp_errors_total`).
+    pub file_timestamp_errors: AtomicU64,
 }
 
 impl Stats {

@@ -44,6 +44,12 @@ impl Health {
                 "retry_attempt": Stats::get(&self.stats.retry_attempt),
                 "dead_lettered": Stats::get(&self.stats.dead_lettered),
             },
+            "files": {
+                "streams_recovered": Stats::get(&self.stats.file_streams_recovered),
+                "truncation_lost_bytes": Stats::get(&self.stats.file_truncation_lost_bytes),
+                "truncations_unrecovered": Stats::get(&self.stats.file_truncations_unrecovered),
+                "timestamp_errors": Stats::get(&self.stats.file_timestamp_errors),
+            },
         })
     }
 }

@@ -130,6 +130,7 @@ pub fn spawn_all(
                 file::spawn(
                     config.clone(),
                     context.state_dir.clone(),
+                    context.stats.clone(),
                     emitter,
                     cancel,
                     tracker,

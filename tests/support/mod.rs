@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod endpoint;
+pub mod files;
 pub mod prefect_rules;
 mod process;
 pub mod tls;

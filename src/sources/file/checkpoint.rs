@@ -247,6 +247,27 @@ impl Store {
             .any(|e| e.dev == dev && e.ino == ino)
     }
 
+    /// Whether some entry names `path` (where its file was read): a new
+    /// file found there at start-up replaced a file herald was reading
+    /// (rotated, or truncated and rewritten while herald was stopped), and
+    /// is read from its beginning whatever `start_at` says.
+    pub fn knows_path(&self, path: &str) -> bool {
+        lock(&self.inner).entries.values().any(|e| e.path == path)
+    }
+
+    /// Every entry no reader holds, for the start-up search of streams
+    /// left unfinished (see `recover`).
+    pub fn idle_entries(&self) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = lock(&self.inner)
+            .entries
+            .values()
+            .filter(|e| !e.live)
+            .cloned()
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.seen.cmp(&b.seen)));
+        entries
+    }
+
     /// Starts reading the file `fingerprint` at `offset`: records where it
     /// is, marks it live and returns the epoch its callbacks must carry.
     pub fn claim(
@@ -301,6 +322,19 @@ impl Store {
             inner.dirty = true;
             drop(inner);
             self.changed.notify_one();
+        }
+    }
+
+    /// The reader of `fingerprint` goes on in another file (the copy of a
+    /// file that was copied and truncated): a restart looks for that one.
+    pub fn moved(&self, fingerprint: &Fingerprint, epoch: u32, dev: u64, ino: u64) {
+        let mut inner = lock(&self.inner);
+        if let Some(entry) = inner.entries.get_mut(&fingerprint.hash)
+            && entry.epoch == epoch
+        {
+            entry.dev = dev;
+            entry.ino = ino;
+            inner.dirty = true;
         }
     }
 

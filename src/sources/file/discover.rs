@@ -68,6 +68,13 @@ pub fn scan(paths: &[Pattern], exclude: &[Pattern]) -> Vec<Found> {
     found
 }
 
+/// Whether `path` is one the globs select: it matches one of `paths` and
+/// none of `exclude` (its file need not exist).
+pub fn matches(paths: &[Pattern], exclude: &[Pattern], path: &Path) -> bool {
+    paths.iter().any(|p| p.matches_path_with(path, MATCH))
+        && !exclude.iter().any(|x| x.matches_path_with(path, MATCH))
+}
+
 /// A directory to watch for a pattern, and whether to watch below it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Root {

@@ -16,25 +16,39 @@
 //!
 //! A file is known by its [`fingerprint`] (a hash of its first
 //! `fingerprint_bytes`; a shorter file waits up to `fingerprint_timeout`)
-//! and, while open, by device and inode. Reading goes through the open
+//! and, while open, by device and inode. Its lines are reported under the
+//! path it was found at, wherever it goes. Reading goes through the open
 //! descriptor, so:
 //! - rename rotation: the old file is still read to its end under its old
 //!   descriptor, then closed once it stays idle for [`LINGER`]; the new
-//!   file at the path is a new file, read from its beginning;
+//!   file at the path is a new file, read from its beginning, but only
+//!   once the old one has nothing unread and was idle for [`LINGER`], so
+//!   the path's lines keep their write order;
 //! - deletion while open: drained the same way, then closed;
 //! - truncation (the file got shorter, or the bytes just before the read
-//!   position changed): the last unfinished line is emitted, and the file
-//!   is fingerprinted again and read from 0;
+//!   position changed): if a file in its directory begins like it and
+//!   holds the bytes just before the read position (the copy of
+//!   copytruncate), the rest is read from that copy first, under the
+//!   same ids; then the last unfinished line is emitted, and the file is
+//!   fingerprinted again and read from 0;
 //! - a file that comes back with a known fingerprint (renamed back, a
 //!   copy) resumes at its checkpoint; so does every file after a restart,
 //!   whatever `start_at` says, unless it was truncated meanwhile.
 //!
-//! Copytruncate loses what the application wrote between herald's last
-//! read and the truncation, unless the copy matches the globs (then the
-//! copy, which has the old fingerprint, resumes at the old checkpoint and
-//! nothing is lost). herald reads as soon as inotify reports a write, so
-//! the window is the time to notice and read a write: milliseconds, or
-//! up to [`POLL_INTERVAL`](watch::POLL_INTERVAL) when polling.
+//! At start-up, before the first scan, [`recover`] takes up the files
+//! herald was reading that left their path while it was stopped: renamed
+//! (found by inode in the directory they were in, under any name), or
+//! copied and truncated (found by content). A rotated file is looked for
+//! as long as its checkpoint is kept
+//! ([`FORGET_AFTER`](checkpoint::FORGET_AFTER) after it was last read); a
+//! file deleted while herald was stopped is gone, and what it held past
+//! its checkpoint with it.
+//!
+//! Copytruncate can still lose what the application wrote between the end
+//! of the copy and the truncation (logrotate's own race: those bytes are
+//! in neither file), and a truncation with no copy beside it loses what
+//! herald had not read. Both are counted (bytes lost, truncations not
+//! recovered) in the agent's stats and logged.
 //!
 //! # Lifecycle events
 //!
@@ -70,30 +84,34 @@ pub mod checkpoint;
 pub mod config;
 pub mod discover;
 pub mod fingerprint;
+mod lifecycle;
+mod recover;
+mod scan;
 pub mod tail;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, Metadata};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use super::Emitter;
+use crate::metrics::Stats;
 use crate::observation::Observation;
 use checkpoint::Store;
 pub use config::{FileConfig, Multiline, StartAt};
 use fingerprint::{Fingerprint, TailCheck};
+use lifecycle::{Stat, lifecycle, modified};
+use scan::Vacated;
 use tail::{LineSettings, Outcome, Tail};
 use watch::{POLL_INTERVAL, Watch};
 
@@ -113,6 +131,7 @@ pub const ROTATION_WINDOW: Duration = Duration::from_secs(5);
 pub fn spawn(
     config: FileConfig,
     state_dir: PathBuf,
+    stats: Arc<Stats>,
     emitter: Emitter,
     cancel: CancellationToken,
     tracker: &TaskTracker,
@@ -145,6 +164,7 @@ pub fn spawn(
             let _done = done_tx;
             let watch = Watch::start(name.clone(), wake_tx);
             let mut source = Source::new(config, store, emitter, cancel, handle, watch);
+            source.stats = stats;
             source.run(&wake_rx);
         });
     match spawned {
@@ -206,20 +226,6 @@ enum State {
     Closed,
 }
 
-/// The lifecycle facts last reported for a file.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    size: u64,
-    mtime_ns: i128,
-}
-
-/// A path a tracked file left (renamed away, deleted): when, and in which
-/// rescan.
-struct Vacated {
-    at: Instant,
-    scan: u64,
-}
-
 /// One file the source has open.
 struct Tracked {
     /// Where it is now, as far as the last scan knows.
@@ -233,6 +239,16 @@ struct Tracked {
     last_growth: Instant,
     /// A read failed; logged once until a read succeeds.
     failing: bool,
+    /// In the order files were taken up: of two files reported under one
+    /// path, the older one's lines go first.
+    seq: u64,
+    /// Since when it is no longer at `report_path` (rotated away, deleted,
+    /// or a copy of the file there): while it still grows, a newer file
+    /// at that path waits (see `Source::draining`).
+    left: Option<Instant>,
+    /// The copy of a file that was copied and then truncated: nothing
+    /// writes to it, so it is closed as soon as it is read to its end.
+    copy: bool,
     /// For `file.modified`: what was reported last, whether a change is
     /// waiting for the debounce, and when the last one was reported.
     reported: Option<Stat>,
@@ -272,6 +288,10 @@ struct Source {
     scans: u64,
     /// Paths files left lately: a new file there is a rotation.
     vacated: HashMap<PathBuf, Vacated>,
+    /// The next `Tracked::seq`.
+    next_seq: u64,
+    /// The agent's counters (streams recovered, bytes lost to truncation).
+    stats: Arc<Stats>,
 }
 
 impl Source {
@@ -308,6 +328,8 @@ impl Source {
             last_rescan: now,
             scans: 0,
             vacated: HashMap::new(),
+            next_seq: 0,
+            stats: Arc::new(Stats::default()),
             config,
         }
     }
@@ -316,7 +338,10 @@ impl Source {
         // The first scan claims every file found at start-up (at its
         // checkpoint, or per start_at) and saves those claims before any
         // reading, so a crash during a long first read cannot turn a file
-        // that was found at start-up into a never-seen one.
+        // that was found at start-up into a never-seen one. Before it,
+        // the streams left unfinished are taken up where they are now, so
+        // that their lines go before those of the files that replaced them.
+        self.recover_unfinished();
         let _ = self.rescan(true);
         self.store.persist();
         // Logged after the first scan: files created from now on are new
@@ -387,7 +412,7 @@ impl Source {
                 }
                 State::Watching(_) | State::Closed => {}
             }
-            if t.gone.is_some() {
+            if t.gone.is_some() || recover::draining(t, now) {
                 next = next.min(now + POLL_INTERVAL);
             }
             if t.modified_pending
@@ -413,168 +438,6 @@ impl Source {
                 sent = emitter.emit_batch_here(batch) => sent.map_err(|_| Stop),
             }
         })
-    }
-
-    /// How long after a file left a path a new file there is a rotation.
-    fn rotation_window(&self) -> Duration {
-        (2 * self.config.rescan_interval).max(ROTATION_WINDOW)
-    }
-
-    /// Expands the globs, opens new files, notices renamed and vanished
-    /// ones. Departures (renamed, deleted) are reported before arrivals
-    /// (created, rotated), and whether an arrival is a rotation is decided
-    /// only once every departure of this scan is known, whatever order the
-    /// scan lists the paths in.
-    fn rescan(&mut self, startup: bool) -> Result<(), Stop> {
-        let now = Instant::now();
-        self.last_rescan = now;
-        self.scans += 1;
-        let scan = self.scans;
-        self.watch.forget_missing();
-        self.watch.ensure(&self.roots);
-        let mut found = discover::scan(&self.config.paths, &self.config.exclude);
-        if startup {
-            // Files whose inode a checkpoint names claim their fingerprint
-            // first, so two files with equal leading bytes get back their
-            // own checkpoints.
-            found.sort_by_key(|f| !self.store.knows_inode(f.dev, f.ino));
-        }
-        let mut present = HashSet::with_capacity(found.len());
-        let mut events = Vec::new();
-        // New files: reported once this scan's departures are known.
-        let mut arrivals = Vec::new();
-        for f in found {
-            let key = (f.dev, f.ino);
-            present.insert(key);
-            if let Some(t) = self.files.get_mut(&key) {
-                t.gone = None;
-                if t.path != f.path {
-                    debug!(source = %self.name, from = %t.path.display(), to = %f.path.display(), "FileRenamed");
-                    if self.config.watch
-                        && let Some(Ok(meta)) = t.file().map(File::metadata)
-                    {
-                        events.push(
-                            lifecycle(&self.name, "file.renamed", &f.path, &meta)
-                                .with("from", t.path.display().to_string()),
-                        );
-                    }
-                    self.vacated.remove(&f.path);
-                    let from = std::mem::replace(&mut t.path, f.path);
-                    self.vacated.insert(from, Vacated { at: now, scan });
-                }
-                continue;
-            }
-            let file = match File::open(&f.path) {
-                Ok(file) => file,
-                Err(e) => {
-                    // Gone since the scan, or not readable: the next scan
-                    // tries again.
-                    debug!(source = %self.name, path = %f.path.display(), error = %e, "FileOpenFailed");
-                    continue;
-                }
-            };
-            let Ok(meta) = file.metadata() else { continue };
-            // The scan and the open race with rotation: the descriptor is
-            // the truth.
-            let key = (meta.dev(), meta.ino());
-            if self.files.contains_key(&key) {
-                present.insert(key);
-                continue;
-            }
-            present.insert(key);
-            if self.config.watch && !startup {
-                arrivals.push((f.path.clone(), meta.clone()));
-            }
-            let start = if startup && self.config.start_at == StartAt::End {
-                meta.len()
-            } else {
-                0
-            };
-            let state = if self.config.tail {
-                State::Waiting {
-                    file,
-                    since: None,
-                    start,
-                }
-            } else {
-                State::Watching(file)
-            };
-            self.watch_target(&f.path);
-            let report_path: Arc<str> = Arc::from(f.path.to_string_lossy().as_ref());
-            self.files.insert(
-                key,
-                Tracked {
-                    path: f.path,
-                    report_path,
-                    state,
-                    gone: None,
-                    last_growth: Instant::now(),
-                    failing: false,
-                    reported: Some(stat_of(&meta)),
-                    modified_pending: false,
-                    last_modified: None,
-                },
-            );
-            self.fingerprint(key);
-        }
-        for (key, t) in &mut self.files {
-            if present.contains(key) || t.gone.is_some() {
-                continue;
-            }
-            t.gone = Some(now);
-            self.vacated
-                .insert(t.path.clone(), Vacated { at: now, scan });
-            let meta = t.file().and_then(|f| f.metadata().ok());
-            let deleted = meta.as_ref().is_none_or(|m| m.nlink() == 0);
-            debug!(source = %self.name, path = %t.path.display(), deleted, "FileGone");
-            if self.config.watch
-                && let Some(meta) = meta
-            {
-                let observation = if deleted {
-                    lifecycle(&self.name, "file.deleted", &t.path, &meta)
-                } else {
-                    let to = t.file().and_then(where_now).unwrap_or_default();
-                    lifecycle(&self.name, "file.renamed", &to, &meta)
-                        .with("from", t.path.display().to_string())
-                };
-                events.push(observation);
-            }
-        }
-        // A departure stays a rotation's first half for the window, and
-        // until the scan after the one that saw it, however late that
-        // comes (the loop may have waited on a full pipeline meanwhile).
-        let window = self.rotation_window();
-        self.vacated
-            .retain(|_, v| now.duration_since(v.at) <= window || v.scan + 1 >= scan);
-        for (path, meta) in arrivals {
-            let kind = if self.vacated.remove(&path).is_some() {
-                "file.rotated"
-            } else {
-                "file.created"
-            };
-            events.push(lifecycle(&self.name, kind, &path, &meta));
-        }
-        self.emit(events)
-    }
-
-    /// Watches the directory of a symlink's target too: writes to it
-    /// show up there, not beside the link.
-    fn watch_target(&mut self, path: &Path) {
-        let Ok(target) = std::fs::canonicalize(path) else {
-            return;
-        };
-        if let Some(dir) = target.parent()
-            && Some(dir) != path.parent()
-        {
-            let root = discover::Root {
-                dir: dir.to_owned(),
-                recursive: false,
-            };
-            if !self.roots.contains(&root) {
-                self.roots.push(root);
-                self.watch.ensure(&self.roots);
-            }
-        }
     }
 
     /// Fingerprints a waiting file when it is long enough (or waited long
@@ -695,8 +558,18 @@ impl Source {
 
     /// Reads one chunk of every file that has one; emits each as a batch.
     /// Returns whether anything was read.
+    /// A file waits while an older file reported under its path (rotated
+    /// away, or the copy of a truncated file) is still drained, so that a
+    /// path's lines go out in the order they were written.
     fn read_round(&mut self) -> Result<bool, Stop> {
         let keys: Vec<Key> = self.files.keys().copied().collect();
+        let now = Instant::now();
+        let draining: Vec<(Arc<str>, u64)> = self
+            .files
+            .values()
+            .filter(|t| recover::draining(t, now))
+            .map(|t| (t.report_path.clone(), t.seq))
+            .collect();
         let mut progressed = false;
         for key in keys {
             let Some(t) = self.files.get_mut(&key) else {
@@ -705,6 +578,12 @@ impl Source {
             let State::Reading(tail) = &mut t.state else {
                 continue;
             };
+            if draining
+                .iter()
+                .any(|(path, seq)| *seq < t.seq && *path == t.report_path)
+            {
+                continue;
+            }
             // With a margin: chunks hold a varying number of lines.
             let hint = self.batch_hint + self.batch_hint / 4 + 16;
             let mut out = Vec::with_capacity(hint.min(tail::MAX_BATCH_LINES));
@@ -744,6 +623,9 @@ impl Source {
     /// A file got shorter or was rewritten under the reader: what was read
     /// of it is complete, and it is a new file from byte 0.
     fn truncated(&mut self, key: Key) -> Result<(), Stop> {
+        if self.follow_copy(key)? {
+            return Ok(());
+        }
         let Some(t) = self.files.get_mut(&key) else {
             return Ok(());
         };
@@ -753,7 +635,20 @@ impl Source {
         let mut out = Vec::new();
         tail.finish(&mut out);
         self.store.release(&tail.fingerprint(), tail.epoch());
-        warn!(source = %self.name, path = %t.path.display(), read_to = tail.position(), "FileTruncated: reading it again from the start");
+        // What the file was seen to hold past the read position is gone,
+        // and no copy of it was found.
+        let lost = tail.seen_size().saturating_sub(tail.position());
+        if lost > 0 {
+            self.stats
+                .file_truncations_unrecovered
+                .fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .file_truncation_lost_bytes
+                .fetch_add(lost, Ordering::Relaxed);
+            warn!(source = %self.name, path = %t.path.display(), read_to = tail.position(), lost, "FileTruncated: no copy holds what was not read yet; reading it again from the start");
+        } else {
+            warn!(source = %self.name, path = %t.path.display(), read_to = tail.position(), "FileTruncated: reading it again from the start");
+        }
         let file = tail.into_file();
         if self.config.watch
             && let Ok(meta) = file.metadata()
@@ -799,10 +694,12 @@ impl Source {
             if self.config.watch {
                 modified(&self.name, t, now, &mut events);
             }
+            let drained = !matches!(&t.state, State::Reading(tail) if at_eof(tail) == Some(false));
             if let Some(gone) = t.gone
-                && now.duration_since(gone.max(t.last_growth)) >= LINGER
-                && !matches!(&t.state, State::Reading(tail) if at_eof(tail) == Some(false))
+                && drained
+                && (t.copy || now.duration_since(gone.max(t.last_growth)) >= LINGER)
             {
+                // Nothing writes to a copy: it is done at its end.
                 closed.push(key);
             }
         }
@@ -839,63 +736,6 @@ fn at_eof(tail: &Tail) -> Option<bool> {
         .map(|m| m.len() <= tail.position())
 }
 
-/// Notes a change of size or mtime, and reports it once the debounce
-/// allows.
-fn modified(source: &Arc<str>, t: &mut Tracked, now: Instant, events: &mut Vec<Observation>) {
-    let Some(file) = t.file() else { return };
-    let Ok(meta) = file.metadata() else { return };
-    let stat = stat_of(&meta);
-    let shrank = t.reported.is_some_and(|before| stat.size < before.size);
-    if t.reported != Some(stat) {
-        t.reported = Some(stat);
-        t.modified_pending = true;
-    }
-    // A file being read reports its truncation when the reader notices it
-    // (after its last lines); a file only watched reports it here.
-    if shrank && !matches!(t.state, State::Reading(_)) {
-        t.modified_pending = false;
-        events.push(lifecycle(source, "file.truncated", &t.path, &meta));
-        return;
-    }
-    if t.modified_pending
-        && t.last_modified
-            .is_none_or(|last| now.duration_since(last) >= MODIFIED_DEBOUNCE)
-    {
-        t.modified_pending = false;
-        t.last_modified = Some(now);
-        events.push(lifecycle(source, "file.modified", &t.path, &meta));
-    }
-}
-
-fn stat_of(meta: &Metadata) -> Stat {
-    Stat {
-        size: meta.len(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-    }
-}
-
-/// A `file.*` observation with the file's path, size, mtime, owner and
-/// mode.
-fn lifecycle(source: &Arc<str>, kind: &'static str, path: &Path, meta: &Metadata) -> Observation {
-    let mtime: Option<DateTime<Utc>> = meta.modified().ok().map(DateTime::from);
-    Observation::new(source.clone(), kind)
-        .with("path", path.display().to_string())
-        .with("size", meta.len())
-        .with(
-            "mtime",
-            mtime.map_or(serde_json::Value::Null, |t| {
-                serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            }),
-        )
-        .with("owner", meta.uid())
-        .with("mode", format!("{:04o}", meta.mode() & 0o7777))
-}
-
-/// Where an open file is now, from the kernel's view of the descriptor.
-fn where_now(file: &File) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
-}
-
 /// Logs a failed read once per run of failures.
 fn report_read_error(source: &Arc<str>, path: &Path, e: &io::Error, failing: &mut bool) {
     if !*failing {
@@ -905,210 +745,4 @@ fn report_read_error(source: &Arc<str>, path: &Path, e: &io::Error, failing: &mu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A source over `dir/<glob>` with `watch = true`, driven scan by scan
-    /// from the test's thread.
-    struct Rig {
-        source: Source,
-        rx: tokio::sync::mpsc::Receiver<Vec<Observation>>,
-        _runtime: tokio::runtime::Runtime,
-        _wake: Receiver<()>,
-    }
-
-    impl Rig {
-        fn new(dir: &Path, glob: &str) -> Rig {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let mut config = FileConfig::new("app", &[&format!("{}/{glob}", dir.display())]);
-            config.watch = true;
-            config.tail = false;
-            config.rescan_interval = Duration::from_millis(200);
-            let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            let (wake_tx, wake) = sync_channel(1);
-            let name: Arc<str> = Arc::from("app");
-            let store = Arc::new(Store::empty(dir.join("state.json")));
-            let watch = Watch::start(name, wake_tx);
-            let source = Source::new(
-                config,
-                store,
-                Emitter::new(tx),
-                CancellationToken::new(),
-                runtime.handle().clone(),
-                watch,
-            );
-            let mut rig = Rig {
-                source,
-                rx,
-                _runtime: runtime,
-                _wake: wake,
-            };
-            assert!(rig.source.rescan(true).is_ok());
-            assert_eq!(rig.scan(), Vec::<(String, String)>::new());
-            rig
-        }
-
-        /// One rescan; the `file.*` kinds it reported, with their paths'
-        /// file names.
-        fn scan(&mut self) -> Vec<(String, String)> {
-            assert!(self.source.rescan(false).is_ok());
-            let mut out = Vec::new();
-            while let Ok(batch) = self.rx.try_recv() {
-                for o in batch {
-                    let path = o
-                        .field("path")
-                        .and_then(|p| p.as_str())
-                        .map(|p| {
-                            Path::new(p)
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                        })
-                        .unwrap_or_default()
-                        .unwrap_or_default();
-                    out.push((o.kind.to_string(), path));
-                }
-            }
-            out
-        }
-
-        /// Makes every departure seen so far older than the rotation
-        /// window.
-        fn age_departures(&mut self) {
-            let long_ago = Instant::now()
-                .checked_sub(self.source.rotation_window() * 2)
-                .expect("an instant that long ago");
-            for v in self.source.vacated.values_mut() {
-                v.at = long_ago;
-            }
-        }
-    }
-
-    fn ev(kind: &str, name: &str) -> (String, String) {
-        (kind.to_owned(), name.to_owned())
-    }
-
-    #[test]
-    fn a_rotation_is_reported_as_such_when_both_steps_are_seen_at_once() {
-        let dir = tempfile::tempdir().expect("dir");
-        let log = dir.path().join("app.log");
-        std::fs::write(&log, "one\n").expect("write");
-        let mut rig = Rig::new(dir.path(), "*.log");
-        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
-        std::fs::write(&log, "two\n").expect("write");
-        assert_eq!(
-            rig.scan(),
-            [
-                ev("file.renamed", "app.log.1"),
-                ev("file.rotated", "app.log")
-            ]
-        );
-    }
-
-    #[test]
-    fn a_rotation_is_reported_as_such_when_a_scan_falls_between_its_steps() {
-        let dir = tempfile::tempdir().expect("dir");
-        let log = dir.path().join("app.log");
-        std::fs::write(&log, "one\n").expect("write");
-        let mut rig = Rig::new(dir.path(), "*.log");
-        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
-        assert_eq!(rig.scan(), [ev("file.renamed", "app.log.1")]);
-        std::fs::write(&log, "two\n").expect("write");
-        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
-    }
-
-    #[test]
-    fn a_rotation_to_a_name_the_globs_match_is_a_rotation_in_either_timing() {
-        // The rotated name sorts before the live one (dateext style), and
-        // the globs match both.
-        let dir = tempfile::tempdir().expect("dir");
-        let log = dir.path().join("app.log");
-        let old = dir.path().join("app-1.log");
-        std::fs::write(&log, "one\n").expect("write");
-        let mut rig = Rig::new(dir.path(), "*.log");
-        std::fs::rename(&log, &old).expect("rename");
-        std::fs::write(&log, "two\n").expect("write");
-        assert_eq!(
-            rig.scan(),
-            [
-                ev("file.renamed", "app-1.log"),
-                ev("file.rotated", "app.log")
-            ]
-        );
-        std::fs::remove_file(&old).expect("remove");
-        std::fs::rename(&log, &old).expect("rename");
-        assert_eq!(
-            rig.scan(),
-            [
-                ev("file.renamed", "app-1.log"),
-                ev("file.deleted", "app-1.log")
-            ]
-        );
-        std::fs::write(&log, "three\n").expect("write");
-        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
-    }
-
-    #[test]
-    fn a_file_deleted_and_created_again_soon_is_a_rotation() {
-        let dir = tempfile::tempdir().expect("dir");
-        let log = dir.path().join("app.log");
-        std::fs::write(&log, "one\n").expect("write");
-        let mut rig = Rig::new(dir.path(), "*.log");
-        std::fs::remove_file(&log).expect("remove");
-        assert_eq!(rig.scan(), [ev("file.deleted", "app.log")]);
-        std::fs::write(&log, "two\n").expect("write");
-        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
-    }
-
-    #[test]
-    fn a_file_appearing_long_after_the_last_one_left_is_created() {
-        let dir = tempfile::tempdir().expect("dir");
-        let log = dir.path().join("app.log");
-        std::fs::write(&log, "one\n").expect("write");
-        let mut rig = Rig::new(dir.path(), "*.log");
-        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
-        assert_eq!(rig.scan(), [ev("file.renamed", "app.log.1")]);
-        // Two scans later and past the window, the path is free.
-        assert_eq!(rig.scan(), []);
-        rig.age_departures();
-        std::fs::write(&log, "two\n").expect("write");
-        assert_eq!(rig.scan(), [ev("file.created", "app.log")]);
-    }
-
-    #[test]
-    fn the_first_scan_after_a_departure_still_sees_a_rotation_however_late() {
-        // The loop may have been held up (a full pipeline) between the
-        // scan that saw the rename and the one that sees the new file.
-        let dir = tempfile::tempdir().expect("dir");
-        let log = dir.path().join("app.log");
-        std::fs::write(&log, "one\n").expect("write");
-        let mut rig = Rig::new(dir.path(), "*.log");
-        std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
-        assert_eq!(rig.scan(), [ev("file.renamed", "app.log.1")]);
-        rig.age_departures();
-        std::fs::write(&log, "two\n").expect("write");
-        assert_eq!(rig.scan(), [ev("file.rotated", "app.log")]);
-    }
-
-    #[test]
-    fn a_file_renamed_back_is_renamed_not_rotated() {
-        let dir = tempfile::tempdir().expect("dir");
-        let log = dir.path().join("app.log");
-        let other = dir.path().join("other.log");
-        std::fs::write(&log, "one\n").expect("write");
-        let mut rig = Rig::new(dir.path(), "*.log");
-        std::fs::rename(&log, &other).expect("rename");
-        assert_eq!(rig.scan(), [ev("file.renamed", "other.log")]);
-        std::fs::rename(&other, &log).expect("rename back");
-        assert_eq!(rig.scan(), [ev("file.renamed", "app.log")]);
-        std::fs::write(&other, "two\n").expect("write");
-        assert_eq!(
-            rig.scan(),
-            [ev("file.rotated", "other.log")],
-            "other.log was left a moment ago"
-        );
-    }
-}
+mod tests;

@@ -107,6 +107,9 @@ pub struct Tail {
     window: [u8; TAIL_CHECK_BYTES],
     window_len: usize,
     record: Option<Record>,
+    /// The largest size the file was seen to have: what a truncation
+    /// took away unread is at least the part of it past `read_pos`.
+    seen_size: u64,
 }
 
 impl Tail {
@@ -146,6 +149,7 @@ impl Tail {
             window,
             window_len,
             record: None,
+            seen_size: offset,
         })
     }
 
@@ -175,6 +179,25 @@ impl Tail {
         self.file
     }
 
+    /// Goes on reading the same stream from another file (the copy of a
+    /// file that was copied and then truncated) at the same position, and
+    /// gives back the file read so far. The next read checks that the
+    /// new file holds the bytes before the position.
+    pub fn switch_file(&mut self, file: File) -> File {
+        self.seen_size = self.read_pos;
+        std::mem::replace(&mut self.file, file)
+    }
+
+    /// The check of the bytes just before the read position.
+    pub fn check(&self) -> TailCheck {
+        TailCheck::of(&self.window[..self.window_len])
+    }
+
+    /// The largest size the file was seen to have.
+    pub fn seen_size(&self) -> u64 {
+        self.seen_size
+    }
+
     /// Reads one chunk and appends its complete lines to `out`, then seals
     /// `out` with the checkpoint callback. `buf` is scratch space shared
     /// by all files of the source.
@@ -183,6 +206,7 @@ impl Tail {
     /// When the file cannot be read.
     pub fn read(&mut self, buf: &mut Vec<u8>, out: &mut Vec<Observation>) -> io::Result<Outcome> {
         let size = self.file.metadata()?.len();
+        self.seen_size = self.seen_size.max(size);
         if size < self.read_pos {
             return Ok(Outcome::Truncated);
         }
