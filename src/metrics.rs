@@ -40,10 +40,10 @@ pub struct Stats {
     /// Truncations herald could not finish from a copy
     /// (`herald_file_truncations_unrecovered_total`).
     pub file_truncations_unrecovered: AtomicU64,
-    /// Container log lines whose own timestamp did not parse; they were
-    /// sent with the time they were read
-    /// (`herald_file_timestamp_errors_total`).
-    pub file_timestamp_errors: AtomicU64,
+    /// Container log lines whose framing or timestamp did not parse; they
+    /// were sent as they were, with the time they were read
+    /// (`herald_file_format_errors_total`).
+    pub file_format_errors: AtomicU64,
 }
 
 impl Stats {

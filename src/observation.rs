@@ -61,10 +61,66 @@ pub struct Line {
     /// `offset`: the byte offset of the line in its file, as a JSON
     /// number (see [`Line::offset`]).
     offset: Value,
+    /// `stream`: which stream of a container wrote it (container formats
+    /// only).
+    pub stream: Option<Stream>,
+    /// `partial`: the line's last piece never came (the file ended, or
+    /// the container stopped, in the middle of a line).
+    pub partial: bool,
+    /// The time the container runtime wrote in front of the line, which
+    /// becomes the event's `occurred` (when it parsed).
+    pub time: Option<DateTime<Utc>>,
+    /// The pod and container whose log the file is (`kubernetes = true`).
+    pub pod: Option<Arc<PodLog>>,
 }
 
-/// The value of `truncated` when a line has it.
+/// The value of `truncated` and `partial` when a line has them.
 static TRUE: Value = Value::Bool(true);
+
+/// A container's output stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `"stdout"` or `"stderr"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    fn as_value(self) -> &'static Value {
+        static VALUES: std::sync::LazyLock<[Value; 2]> = std::sync::LazyLock::new(|| {
+            [
+                Value::from(Stream::Stdout.as_str()),
+                Value::from(Stream::Stderr.as_str()),
+            ]
+        });
+        &VALUES[self as usize]
+    }
+}
+
+/// Whose log a file is, from a kubelet log path
+/// (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log`): the
+/// `namespace`, `pod`, `pod_uid` and `container` fields, as JSON strings
+/// shared by every line of the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodLog {
+    /// The pod's namespace.
+    pub namespace: Value,
+    /// The pod's name.
+    pub pod: Value,
+    /// The pod's uid.
+    pub pod_uid: Value,
+    /// The container's name.
+    pub container: Value,
+}
 
 impl Line {
     /// A line's fields; `text` is a `String` or the line's bytes as read
@@ -84,6 +140,10 @@ impl Line {
             truncated,
             json,
             identity,
+            stream: None,
+            partial: false,
+            time: None,
+            pod: None,
         }
     }
 
@@ -94,14 +154,21 @@ impl Line {
 
     /// The line's fields by name, in the order the file source always
     /// had them: `line`, `path`, `offset`, then `truncated` and `json`
-    /// when present.
+    /// when present, then what container formats add.
     fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let pod = self.pod.as_deref();
         [
             Some(("line", self.text.as_value())),
             Some(("path", &*self.path)),
             Some(("offset", &self.offset)),
             self.truncated.then_some(("truncated", &TRUE)),
             self.json.as_ref().map(|json| ("json", json)),
+            self.stream.map(|s| ("stream", s.as_value())),
+            self.partial.then_some(("partial", &TRUE)),
+            pod.map(|p| ("namespace", &p.namespace)),
+            pod.map(|p| ("pod", &p.pod)),
+            pod.map(|p| ("pod_uid", &p.pod_uid)),
+            pod.map(|p| ("container", &p.container)),
         ]
         .into_iter()
         .flatten()
@@ -114,6 +181,12 @@ impl Line {
             "offset" => Some(&self.offset),
             "truncated" => self.truncated.then_some(&TRUE),
             "json" => self.json.as_ref(),
+            "stream" => self.stream.map(Stream::as_value),
+            "partial" => self.partial.then_some(&TRUE),
+            "namespace" => self.pod.as_deref().map(|p| &p.namespace),
+            "pod" => self.pod.as_deref().map(|p| &p.pod),
+            "pod_uid" => self.pod.as_deref().map(|p| &p.pod_uid),
+            "container" => self.pod.as_deref().map(|p| &p.container),
             _ => None,
         }
     }
@@ -144,6 +217,17 @@ impl LineText {
         Some(LineText {
             text: chunk.clone(),
             range,
+            value: OnceLock::new(),
+        })
+    }
+
+    /// The part of the text at `range` (relative to the text); `None`
+    /// unless it falls on character boundaries inside it.
+    pub fn slice(&self, range: Range<usize>) -> Option<Self> {
+        self.as_str().get(range.clone())?;
+        Some(LineText {
+            text: self.text.clone(),
+            range: self.range.start + range.start..self.range.start + range.end,
             value: OnceLock::new(),
         })
     }
@@ -217,6 +301,15 @@ impl Observation {
             on_durable: None,
             line: Some(line),
         }
+    }
+
+    /// When what it reports happened: a container log line's own time,
+    /// else when the source saw it.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.line
+            .as_ref()
+            .and_then(|line| line.time)
+            .unwrap_or(self.observed_at)
     }
 
     /// Adds a field.

@@ -32,6 +32,7 @@ use crate::event::{
     RESOURCE_ROLE,
 };
 use crate::identity::Identity;
+use crate::observation::{Observation, Stream};
 use crate::queue;
 
 /// Why an event could not be built.
@@ -48,6 +49,9 @@ pub(crate) enum Failure {
 pub(crate) enum Flavor {
     /// `line`: `herald.log.line` on the file's resource.
     Line,
+    /// A `line` of a pod's container log (`kubernetes = true`): as `Line`,
+    /// with the pod and the container as related resources.
+    PodLine,
     /// `file.*` (created, rotated, deleted, ...): `herald.<kind>` on the
     /// file's resource.
     File,
@@ -60,19 +64,20 @@ pub(crate) enum Flavor {
 }
 
 impl Flavor {
-    /// Where this flavor's plans are kept: 0, 1, 2, then one per spec.
+    /// Where this flavor's plans are kept: 0 to 3, then one per spec.
     pub fn index(self) -> usize {
         match self {
             Flavor::Line => 0,
             Flavor::File => 1,
             Flavor::Other => 2,
-            Flavor::Resource(i) => 3 + i,
+            Flavor::PodLine => 3,
+            Flavor::Resource(i) => 4 + i,
         }
     }
 
     /// Every flavor, in index order, for `specs` resource specs.
     pub fn all(specs: usize) -> impl Iterator<Item = Flavor> {
-        [Flavor::Line, Flavor::File, Flavor::Other]
+        [Flavor::Line, Flavor::File, Flavor::Other, Flavor::PodLine]
             .into_iter()
             .chain((0..specs).map(Flavor::Resource))
     }
@@ -126,8 +131,9 @@ struct Labels {
     /// A related resource left out, rather than failing the event, when a
     /// value of its labels is missing.
     optional: bool,
-    /// Whether the labels depend on the `path` field alone (a file's
-    /// resource), so that consecutive lines of a file reuse them written.
+    /// Whether the labels depend on the `path` and `stream` fields alone
+    /// (a file's resource), so that consecutive lines of a file reuse them
+    /// written.
     by_path: bool,
 }
 
@@ -149,7 +155,7 @@ impl Labels {
             .collect();
         let by_path = labels.iter().all(|(_, label)| match label {
             Label::Static { .. } => true,
-            Label::Template(t) | Label::Optional(t) => t.only_uses("path"),
+            Label::Template(t) | Label::Optional(t) => t.only_uses(&["path", "stream"]),
         });
         Labels {
             labels,
@@ -229,6 +235,15 @@ impl Base<'_> {
     }
 
     fn builtin_related_of(&self, with_host: bool, with_agent: bool) -> Box<[u8]> {
+        self.builtin_related_of_pod(with_host, with_agent, true)
+    }
+
+    fn builtin_related_of_pod(
+        &self,
+        with_host: bool,
+        with_agent: bool,
+        with_pod: bool,
+    ) -> Box<[u8]> {
         let mut related = Vec::new();
         if with_host {
             related.push(self.identity.host.clone());
@@ -243,7 +258,9 @@ impl Base<'_> {
             }
             related.push(r);
         }
-        related.extend(self.identity.pod.clone());
+        if with_pod {
+            related.extend(self.identity.pod.clone());
+        }
         let mut out = Vec::new();
         for (i, r) in related.iter().enumerate() {
             if i > 0 {
@@ -285,7 +302,56 @@ impl Base<'_> {
                 Label::Template(Template::prefixed("", field("path"), true)),
             );
         }
+        // A container's stdout and stderr in one file (container formats).
+        labels.insert(
+            "herald.log.stream".into(),
+            Label::Optional(Template::of_field(field("stream"))),
+        );
         labels
+    }
+
+    /// The pod (`herald.pod.<namespace>.<pod>`, as the identity names a
+    /// pod) and the container (`herald.container.<namespace>.<pod>.<name>`)
+    /// of a pod's container log line.
+    fn pod_log_related(&self) -> Vec<Labels> {
+        let kinds = kinds::schema("line").into_iter().collect::<Vec<_>>();
+        let known = Known {
+            kinds: &kinds,
+            captures: &[],
+        };
+        let template = |text: &str| -> Option<Template> {
+            let mut t = Template::parse(text).ok()?;
+            t.resolve(&known).ok()?;
+            Some(t)
+        };
+        let pod = [
+            (RESOURCE_ID, "herald.pod.{namespace}.{pod}"),
+            (RESOURCE_NAME, "{pod}"),
+            ("herald.pod.namespace", "{namespace}"),
+            ("herald.pod.uid", "{pod_uid}"),
+        ];
+        let container = [
+            (
+                RESOURCE_ID,
+                "herald.container.{namespace}.{pod}.{container}",
+            ),
+            (RESOURCE_NAME, "{container}"),
+            ("herald.container.name", "{container}"),
+            ("herald.pod.uid", "{pod_uid}"),
+        ];
+        [("pod", &pod), ("container", &container)]
+            .into_iter()
+            .filter_map(|(role, labels)| {
+                let mut map = BTreeMap::new();
+                map.insert(RESOURCE_ROLE.into(), static_label(role));
+                for (key, text) in labels {
+                    map.insert((*key).into(), Label::Template(template(text)?));
+                }
+                let mut labels = Labels::new(map);
+                labels.optional = true;
+                Some(labels)
+            })
+            .collect()
     }
 
     /// The built-in mapping of a flavor.
@@ -299,12 +365,12 @@ impl Base<'_> {
                 builtin_related: self.builtin_related(true),
                 related_part: None,
                 payload: Payload {
-                    entries: ["line", "offset", "truncated"]
+                    entries: ["line", "offset", "truncated", "stream", "partial"]
                         .into_iter()
                         .map(|key| Entry {
                             key: key.into(),
                             value: PayloadValue::Template(Template::of_field(field(key))),
-                            optional: key == "truncated",
+                            optional: !matches!(key, "line" | "offset"),
                         })
                         .collect(),
                     fields: FieldSelection::None,
@@ -312,6 +378,14 @@ impl Base<'_> {
                 },
                 follows: true,
             },
+            Flavor::PodLine => {
+                let mut plan = self.default_plan(Flavor::Line);
+                plan.related = self.pod_log_related();
+                // The line's own pod is the pod; herald's (a DaemonSet's)
+                // is the agent's business.
+                plan.builtin_related = self.builtin_related_of_pod(true, true, false);
+                plan
+            }
             Flavor::File => Plan {
                 name: Name::KindPrefixed,
                 occurred: None,
@@ -440,7 +514,7 @@ impl Base<'_> {
                 labels
             }
             None => match flavor {
-                Flavor::Line | Flavor::File => self.file_resource(),
+                Flavor::Line | Flavor::PodLine | Flavor::File => self.file_resource(),
                 Flavor::Resource(i) => self
                     .specs
                     .get(i)
@@ -538,6 +612,8 @@ struct ResourceMemo {
     /// lives).
     labels: usize,
     path: String,
+    /// The `stream` the resource was written for (container formats).
+    stream: Option<Stream>,
     json: Vec<u8>,
     id: String,
     /// `json` as a shared part, when sharing.
@@ -582,12 +658,12 @@ impl Plan {
         start: usize,
     ) -> Result<(), Failure> {
         let occurred = match &self.occurred {
-            None => b.observed_at,
+            None => b.scope.obs.occurred_at(),
             Some(spec) => match parse_time(b.scope, spec) {
                 Some(at) => at,
                 None => {
                     *b.occurred_failures += 1;
-                    b.observed_at
+                    b.scope.obs.occurred_at()
                 }
             },
         };
@@ -651,11 +727,15 @@ impl Plan {
             return None;
         };
         let path = b.scope.obs.field("path").and_then(Value::as_str)?;
+        let stream = stream_of(b.scope.obs);
         let scratch = &mut *b.scratch;
         let memo = &mut scratch.resource;
         // The memo is this plan's (by its labels) and this file's: an
         // event of this file under this plan was written in full before.
-        if memo.labels != std::ptr::from_ref(&self.resource) as usize || memo.path != path {
+        if memo.labels != std::ptr::from_ref(&self.resource) as usize
+            || memo.path != path
+            || memo.stream != stream
+        {
             return None;
         }
         let part = *memo.stretch.get_or_insert_with(|| {
@@ -749,6 +829,11 @@ fn check_name_len(chars: usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The container stream of a line, part of its resource's memo key.
+fn stream_of(obs: &Observation) -> Option<Stream> {
+    obs.line.as_ref().and_then(|line| line.stream)
+}
+
 /// Writes the event's resource, as [`write_labels`] does, reusing what it
 /// wrote last when the labels depend on `path` alone and the path is the
 /// same.
@@ -765,8 +850,9 @@ fn write_resource(
         return write_labels(labels, b, out, None);
     };
     let key = std::ptr::from_ref(labels) as usize;
+    let stream = stream_of(b.scope.obs);
     let memo = &b.scratch.resource;
-    if memo.labels == key && memo.path == path {
+    if memo.labels == key && memo.path == path && memo.stream == stream {
         let scratch = &mut *b.scratch;
         scratch.resource_id.clone_from(&scratch.resource.id);
         match scratch.resource.part.filter(|_| scratch.share) {
@@ -784,6 +870,7 @@ fn write_resource(
     memo.labels = key;
     memo.path.clear();
     memo.path.push_str(path);
+    memo.stream = stream;
     memo.json.clear();
     memo.json.extend_from_slice(&out[start..]);
     memo.id.clone_from(&b.scratch.resource_id);

@@ -74,6 +74,14 @@ pub const KINDS: &[KindSchema] = &[
             ("offset", Scalar),
             ("json", Object),
             ("truncated", Scalar),
+            // Container formats (`format = "cri"` or `"docker"`).
+            ("stream", Scalar),
+            ("partial", Scalar),
+            // `kubernetes = true`: from the kubelet's log path.
+            ("namespace", Scalar),
+            ("pod", Scalar),
+            ("pod_uid", Scalar),
+            ("container", Scalar),
         ],
         resource: None,
     },

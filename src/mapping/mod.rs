@@ -393,7 +393,12 @@ impl Mapper {
         for set in &mut self.sets {
             set.done = false;
         }
-        let flavor = self.routes[route].flavor;
+        let flavor = match self.routes[route].flavor {
+            // The log of a pod's container: its pod and container are
+            // related too.
+            Flavor::Line if obs.line.as_ref().is_some_and(|l| l.pod.is_some()) => Flavor::PodLine,
+            flavor => flavor,
+        };
         let mut made = 0usize;
         let rule_count = self.routes[route].rules.len();
         for position in 0..rule_count {

@@ -199,16 +199,16 @@ impl Template {
         }
     }
 
-    /// Whether every placeholder names `field` itself (a plain field, no
-    /// nested path) or the host name: then the rendering depends on that
-    /// field's value only.
-    pub(crate) fn only_uses(&self, field: &str) -> bool {
+    /// Whether every placeholder names one of `fields` itself (a plain
+    /// field, no nested path) or the host name: then the rendering depends
+    /// on those fields' values only.
+    pub(crate) fn only_uses(&self, fields: &[&str]) -> bool {
         self.parts.iter().all(|part| match part {
             Part::Lit(_) => true,
             Part::Field(p) => p.field.as_ref().is_some_and(|f| {
                 f.path.is_empty()
                     && match &f.root {
-                        Root::Field(name) => &**name == field,
+                        Root::Field(name) => fields.contains(&&**name),
                         Root::Hostname => true,
                         _ => false,
                     }

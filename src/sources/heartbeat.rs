@@ -48,7 +48,7 @@ impl Health {
                 "streams_recovered": Stats::get(&self.stats.file_streams_recovered),
                 "truncation_lost_bytes": Stats::get(&self.stats.file_truncation_lost_bytes),
                 "truncations_unrecovered": Stats::get(&self.stats.file_truncations_unrecovered),
-                "timestamp_errors": Stats::get(&self.stats.file_timestamp_errors),
+                "format_errors": Stats::get(&self.stats.file_format_errors),
             },
         })
     }

@@ -25,6 +25,21 @@ pub enum StartAt {
     Beginning,
 }
 
+/// How a file's lines are framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Each line is the application's.
+    Plain,
+    /// The CRI log format of containerd and CRI-O:
+    /// `<RFC 3339 time> <stdout|stderr> <P|F> <message>`.
+    Cri,
+    /// Docker's json-file driver: `{"log": "...\n", "stream": ..., "time": ...}`.
+    Docker,
+}
+
+/// Where the kubelet keeps the logs of every container of a node.
+pub const KUBERNETES_PATHS: &str = "/var/log/pods/*/*/*.log";
+
 /// A compiled multiline rule: a record starts at a line matching `start`;
 /// the lines that follow and do not match belong to it.
 #[derive(Clone, Debug)]
@@ -71,6 +86,11 @@ pub struct FileConfig {
     pub tail: bool,
     /// Report file lifecycle changes (`file.created`, `file.modified`, ...).
     pub watch: bool,
+    /// How lines are framed (container formats).
+    pub format: Format,
+    /// Paths are the kubelet's pod logs: each line names its pod and
+    /// container.
+    pub kubernetes: bool,
 }
 
 impl FileConfig {
@@ -93,6 +113,29 @@ impl FileConfig {
             json: false,
             tail: true,
             watch: false,
+            format: Format::Plain,
+            kubernetes: false,
+        }
+    }
+}
+
+impl Decode for Format {
+    const EXPECTED: &'static str = "\"plain\", \"cri\" or \"docker\"";
+    fn decode(dec: &Decoder<'_>, raw: Raw<'_, '_>) -> Option<Self> {
+        let text = decode::decode_str(dec, raw, Self::EXPECTED)?;
+        match text.as_str() {
+            "plain" => Some(Format::Plain),
+            "cri" => Some(Format::Cri),
+            "docker" => Some(Format::Docker),
+            _ => {
+                let hint = decode::nearest(&text, ["plain", "cri", "docker"].into_iter())
+                    .map_or_else(
+                        || "choose \"plain\", \"cri\" or \"docker\"".to_owned(),
+                        |near| format!("did you mean \"{near}\"?"),
+                    );
+                value_mistake(dec, raw, format!("unknown format {text:?}"), Some(hint));
+                None
+            }
         }
     }
 }
@@ -214,12 +257,19 @@ fn positive_duration(
 /// (and checked for uniqueness).
 pub fn read(t: Table<'_, '_, '_>, name: Option<At<String>>) -> Option<FileConfig> {
     let dec = t.decoder();
-    let paths = array::<PathGlob>(&t, "paths");
+    let kubernetes = t.or("kubernetes", false);
+    let mut paths = array::<PathGlob>(&t, "paths");
+    if paths.is_none() && t.value("paths").is_none() && kubernetes {
+        paths = glob::Pattern::new(KUBERNETES_PATHS).ok().map(|p| At {
+            value: vec![PathGlob(p)],
+            span: None,
+        });
+    }
     if paths.is_none() && t.value("paths").is_none() {
         dec.error_at(
             t.span(),
             "[[sources.file]] is missing the required key `paths`",
-            Some("add paths = [\"/var/log/app/*.log\"]".into()),
+            Some("add paths = [\"/var/log/app/*.log\"] (or kubernetes = true for the node's pod logs)".into()),
         );
     }
     if let Some(at) = &paths
@@ -268,6 +318,14 @@ pub fn read(t: Table<'_, '_, '_>, name: Option<At<String>>) -> Option<FileConfig
     let json = t.or("json", false);
     let tail = t.or("tail", true);
     let watch = t.or("watch", false);
+    let format = t.or(
+        "format",
+        if kubernetes {
+            Format::Cri
+        } else {
+            Format::Plain
+        },
+    );
     if !tail
         && !watch
         && let Some(value) = t.value("tail")
@@ -295,6 +353,8 @@ pub fn read(t: Table<'_, '_, '_>, name: Option<At<String>>) -> Option<FileConfig
         json,
         tail,
         watch,
+        format,
+        kubernetes,
     })
 }
 

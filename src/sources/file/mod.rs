@@ -82,6 +82,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod container;
 pub mod discover;
 pub mod fingerprint;
 mod lifecycle;
@@ -108,7 +109,7 @@ use super::Emitter;
 use crate::metrics::Stats;
 use crate::observation::Observation;
 use checkpoint::Store;
-pub use config::{FileConfig, Multiline, StartAt};
+pub use config::{FileConfig, Format, Multiline, StartAt};
 use fingerprint::{Fingerprint, TailCheck};
 use lifecycle::{Stat, lifecycle, modified};
 use scan::Vacated;
@@ -163,8 +164,7 @@ pub fn spawn(
             // Dropped when the thread ends, however it ends.
             let _done = done_tx;
             let watch = Watch::start(name.clone(), wake_tx);
-            let mut source = Source::new(config, store, emitter, cancel, handle, watch);
-            source.stats = stats;
+            let mut source = Source::new(config, store, stats, emitter, cancel, handle, watch);
             source.run(&wake_rx);
         });
     match spawned {
@@ -298,6 +298,7 @@ impl Source {
     fn new(
         config: FileConfig,
         store: Arc<Store>,
+        stats: Arc<Stats>,
         emitter: Emitter,
         cancel: CancellationToken,
         handle: Handle,
@@ -309,6 +310,9 @@ impl Source {
             max_line_bytes: config.max_line_bytes,
             json: config.json,
             multiline: config.multiline.clone(),
+            format: config.format,
+            kubernetes: config.kubernetes,
+            stats: stats.clone(),
         });
         let roots = config.paths.iter().map(discover::root).collect();
         let now = Instant::now();
@@ -329,7 +333,7 @@ impl Source {
             scans: 0,
             vacated: HashMap::new(),
             next_seq: 0,
-            stats: Arc::new(Stats::default()),
+            stats,
             config,
         }
     }

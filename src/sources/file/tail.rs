@@ -21,9 +21,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::checkpoint::Store;
-use super::config::Multiline;
+use super::config::{Format, Multiline};
+use super::container::{self, Joiner, Meta};
 use super::fingerprint::{Fingerprint, TAIL_CHECK_BYTES, TailCheck, line_hash};
-use crate::observation::{Line, LineText, Observation, OnDurable};
+use crate::metrics::Stats;
+use crate::observation::{Line, LineText, Observation, OnDurable, PodLog};
 
 /// Bytes read per `pread`. Large enough that syscalls do not matter, small
 /// enough that a batch of observations stays small in memory (its lines'
@@ -50,6 +52,12 @@ pub struct LineSettings {
     pub json: bool,
     /// How to join lines into records, if at all.
     pub multiline: Option<Multiline>,
+    /// How lines are framed (container formats).
+    pub format: Format,
+    /// Whether paths are kubelet pod logs, naming pod and container.
+    pub kubernetes: bool,
+    /// Where lines that do not parse in `format` are counted.
+    pub stats: Arc<Stats>,
 }
 
 /// What one read found.
@@ -75,6 +83,8 @@ struct Record {
     check: TailCheck,
     bytes: Vec<u8>,
     truncated: bool,
+    /// What the container runtime said of its first line.
+    meta: Meta,
     /// When its last line was read, for the flush timeout.
     last_line: Instant,
 }
@@ -110,6 +120,10 @@ pub struct Tail {
     /// The largest size the file was seen to have: what a truncation
     /// took away unread is at least the part of it past `read_pos`.
     seen_size: u64,
+    /// Joins the pieces of container log lines (container formats).
+    joiner: Option<Box<Joiner>>,
+    /// The pod and container whose log this is (`kubernetes = true`).
+    pod: Option<Arc<PodLog>>,
 }
 
 impl Tail {
@@ -134,6 +148,20 @@ impl Tail {
         let start = offset - window_len as u64;
         file.read_exact_at(&mut window[..window_len], start)?;
         let skipping = window_len > 0 && window[window_len - 1] != b'\n';
+        let joiner = (settings.format != Format::Plain).then(|| {
+            Box::new(Joiner::new(
+                settings.format,
+                settings.max_line_bytes,
+                settings.stats.clone(),
+                settings.source.clone(),
+                path.clone(),
+            ))
+        });
+        let pod = settings
+            .kubernetes
+            .then(|| container::pod_log(std::path::Path::new(&*path)))
+            .flatten()
+            .map(Arc::new);
         Ok(Tail {
             file,
             path: Arc::new(Value::String(path.to_string())),
@@ -150,6 +178,8 @@ impl Tail {
             window_len,
             record: None,
             seen_size: offset,
+            joiner,
+            pod,
         })
     }
 
@@ -328,15 +358,7 @@ impl Tail {
     /// The check of the bytes before `data[at]`, reaching back into the
     /// window when `at` is near the start of the chunk.
     fn check_at(&self, data: &[u8], at: usize) -> TailCheck {
-        if at >= TAIL_CHECK_BYTES {
-            return TailCheck::of(&data[at - TAIL_CHECK_BYTES..at]);
-        }
-        let mut joined = [0u8; TAIL_CHECK_BYTES * 2];
-        let from_window = (TAIL_CHECK_BYTES - at).min(self.window_len);
-        let w = &self.window[self.window_len - from_window..self.window_len];
-        joined[..w.len()].copy_from_slice(w);
-        joined[w.len()..w.len() + at].copy_from_slice(&data[..at]);
-        TailCheck::of(&joined[..w.len() + at])
+        check_before(&self.window[..self.window_len], data, at)
     }
 
     fn slide_window(&mut self, consumed: &[u8]) {
@@ -368,6 +390,67 @@ impl Tail {
         now: DateTime<Utc>,
         out: &mut Vec<Observation>,
     ) {
+        let Some(joiner) = self.joiner.as_deref_mut() else {
+            let line = Logical {
+                bytes,
+                text,
+                offset,
+                cut,
+                meta: Meta::default(),
+                check: None,
+            };
+            self.logical(line, data, base, now, out);
+            return;
+        };
+        let window = &self.window[..self.window_len];
+        let (line_start_check, in_chunk) = (self.line_start_check, offset >= base);
+        let check = || {
+            if in_chunk {
+                check_before(window, data, usize::try_from(offset - base).unwrap_or(0))
+            } else {
+                line_start_check
+            }
+        };
+        let Some(decoded) = joiner.push(bytes, offset, cut, check) else {
+            return;
+        };
+        // A message that is a slice of the line keeps sharing the chunk.
+        let text = match (&decoded.bytes, text) {
+            (std::borrow::Cow::Borrowed(message), Some(text)) => {
+                let at = message.as_ptr() as usize - bytes.as_ptr() as usize;
+                text.slice(at..at + message.len())
+            }
+            _ => None,
+        };
+        let line = Logical {
+            bytes: &decoded.bytes,
+            text,
+            offset: decoded.offset,
+            cut: decoded.truncated,
+            meta: decoded.meta,
+            check: decoded.check,
+        };
+        self.logical(line, data, base, now, out);
+    }
+
+    /// One line as the application wrote it: on to a multiline record, or
+    /// out as an observation.
+    fn logical(
+        &mut self,
+        line: Logical<'_>,
+        data: &[u8],
+        base: u64,
+        now: DateTime<Utc>,
+        out: &mut Vec<Observation>,
+    ) {
+        let Logical {
+            bytes,
+            text,
+            offset,
+            cut,
+            meta,
+            check,
+        } = line;
         let max = self.settings.max_line_bytes;
         let (bytes, text, cut) = if bytes.len() > max {
             let n = floor_char_boundary(bytes, max);
@@ -376,7 +459,7 @@ impl Tail {
             (bytes, text, cut)
         };
         let Some(multiline) = &self.settings.multiline else {
-            out.push(self.observation(bytes, text, offset, cut, now));
+            out.push(self.observation(bytes, text, offset, cut, meta, now));
             return;
         };
         let starts = multiline.start.is_match(bytes);
@@ -394,16 +477,19 @@ impl Tail {
             }
             _ => {
                 self.flush_record(now, out);
-                let check = if offset >= base {
-                    self.check_at(data, usize::try_from(offset - base).unwrap_or(0))
-                } else {
-                    self.line_start_check
+                let check = match check {
+                    Some(check) => check,
+                    None if offset >= base => {
+                        self.check_at(data, usize::try_from(offset - base).unwrap_or(0))
+                    }
+                    None => self.line_start_check,
                 };
                 self.record = Some(Record {
                     start: offset,
                     check,
                     bytes: bytes.to_vec(),
                     truncated: cut,
+                    meta,
                     last_line: Instant::now(),
                 });
             }
@@ -412,21 +498,65 @@ impl Tail {
 
     fn flush_record(&mut self, now: DateTime<Utc>, out: &mut Vec<Observation>) {
         if let Some(record) = self.record.take() {
-            out.push(self.observation(&record.bytes, None, record.start, record.truncated, now));
+            out.push(self.observation(
+                &record.bytes,
+                None,
+                record.start,
+                record.truncated,
+                record.meta,
+                now,
+            ));
         }
     }
 
-    /// When the pending multiline record must be flushed, if there is one.
+    /// When the pending multiline record must be flushed, or an
+    /// unfinished container line emitted, if there is one.
     pub fn record_deadline(&self) -> Option<Instant> {
-        let timeout = self.settings.multiline.as_ref()?.flush_timeout;
-        self.record.as_ref().map(|r| r.last_line + timeout)
+        let record = self.settings.multiline.as_ref().and_then(|multiline| {
+            self.record
+                .as_ref()
+                .map(|r| r.last_line + multiline.flush_timeout)
+        });
+        let piece = self.joiner.as_ref().and_then(|j| j.deadline());
+        record.into_iter().chain(piece).min()
     }
 
-    /// Emits the pending multiline record if its flush timeout passed.
+    /// Emits the pending multiline record if its flush timeout passed, and
+    /// the container lines whose last piece is overdue.
     pub fn flush_due(&mut self, now: Instant, out: &mut Vec<Observation>) {
-        if self.record_deadline().is_some_and(|due| due <= now) {
+        let before = out.len();
+        self.flush_unfinished(Some(now), out);
+        let record_due = self.settings.multiline.as_ref().is_some_and(|multiline| {
+            self.record
+                .as_ref()
+                .is_some_and(|r| r.last_line + multiline.flush_timeout <= now)
+        });
+        if record_due {
             self.flush_record(Utc::now(), out);
+        }
+        if out.len() > before {
             self.seal(out);
+        }
+    }
+
+    /// Emits the container lines still being joined (those overdue at
+    /// `now`, or all), marked partial.
+    fn flush_unfinished(&mut self, now: Option<Instant>, out: &mut Vec<Observation>) {
+        let Some(joiner) = self.joiner.as_deref_mut() else {
+            return;
+        };
+        let unfinished = joiner.take_unfinished(now);
+        let utc = Utc::now();
+        for l in unfinished {
+            let line = Logical {
+                bytes: &l.bytes,
+                text: None,
+                offset: l.offset,
+                cut: l.truncated,
+                meta: l.meta,
+                check: l.check,
+            };
+            self.logical(line, &[], self.read_pos, utc, out);
         }
     }
 
@@ -450,6 +580,7 @@ impl Tail {
         }
         self.partial.clear();
         self.skipping = false;
+        self.flush_unfinished(None, out);
         self.flush_record(now, out);
         self.line_start = self.read_pos;
         self.line_start_check = TailCheck::of(&self.window[..self.window_len]);
@@ -460,10 +591,16 @@ impl Tail {
     /// is durable, everything before the first byte not yet emitted is.
     fn seal(&self, out: &mut [Observation]) {
         let Some(last) = out.last_mut() else { return };
-        let (offset, check) = match &self.record {
+        let (mut offset, mut check) = match &self.record {
             Some(record) => (record.start, record.check),
             None => (self.line_start, self.line_start_check),
         };
+        // Not past a container line still being joined.
+        if let Some((start, before)) = self.joiner.as_ref().and_then(|j| j.earliest())
+            && start < offset
+        {
+            (offset, check) = (start, before);
+        }
         let store = self.store.clone();
         let fingerprint = self.fingerprint.hash;
         let epoch = self.epoch;
@@ -487,6 +624,7 @@ impl Tail {
         text: Option<LineText>,
         offset: u64,
         truncated: bool,
+        meta: Meta,
         now: DateTime<Utc>,
     ) -> Observation {
         let mut identity = [0u8; 32];
@@ -504,12 +642,40 @@ impl Tail {
                 Err(_) => String::from_utf8_lossy(bytes).into_owned(),
             })
         });
-        Observation::line(
-            self.settings.source.clone(),
-            now,
-            Line::new(text, self.path.clone(), offset, truncated, json, identity),
-        )
+        let mut line = Line::new(text, self.path.clone(), offset, truncated, json, identity);
+        line.stream = meta.stream;
+        line.time = meta.time;
+        line.partial = meta.partial;
+        line.pod.clone_from(&self.pod);
+        Observation::line(self.settings.source.clone(), now, line)
     }
+}
+
+/// A line on its way to becoming an observation: its bytes (its text too
+/// when that is a checked slice of the chunk), where it starts, whether
+/// it was cut, what a container runtime said of it, and the check of the
+/// bytes before it when the line began in another chunk than `data`.
+struct Logical<'a> {
+    bytes: &'a [u8],
+    text: Option<LineText>,
+    offset: u64,
+    cut: bool,
+    meta: Meta,
+    check: Option<TailCheck>,
+}
+
+/// The check of the bytes before `data[at]`, reaching back into `window`
+/// (the bytes before `data`) when `at` is near the start of the chunk.
+fn check_before(window: &[u8], data: &[u8], at: usize) -> TailCheck {
+    if at >= TAIL_CHECK_BYTES {
+        return TailCheck::of(&data[at - TAIL_CHECK_BYTES..at]);
+    }
+    let mut joined = [0u8; TAIL_CHECK_BYTES * 2];
+    let from_window = (TAIL_CHECK_BYTES - at).min(window.len());
+    let w = &window[window.len() - from_window..];
+    joined[..w.len()].copy_from_slice(w);
+    joined[w.len()..w.len() + at].copy_from_slice(&data[..at]);
+    TailCheck::of(&joined[..w.len() + at])
 }
 
 /// The line as a JSON object, when it is one.
@@ -568,6 +734,9 @@ mod tests {
                     start: regex::bytes::Regex::new(p).expect("regex"),
                     flush_timeout: Duration::from_millis(50),
                 }),
+                format: Format::Plain,
+                kubernetes: false,
+                stats: Arc::new(Stats::default()),
             }),
             path,
             _dir: dir,

@@ -31,6 +31,7 @@ impl Rig {
         let source = Source::new(
             config,
             store,
+            Arc::new(Stats::default()),
             Emitter::new(tx),
             CancellationToken::new(),
             runtime.handle().clone(),
