@@ -9,8 +9,13 @@
 //! /proc/<pid>/stat) and its peak RSS (VmHWM). Targets on the 2-core
 //! reference machine: >= 750,000 lines/s, <= 6 CPU-s/GiB, <= 32 MiB.
 //!
+//! Then the same lines as a container runtime writes them (CRI, as
+//! containerd does: a time, the stream, the P/F tag; stdout and stderr
+//! mixed, 1 line in 100 split in two pieces), read with `format = "cri"`,
+//! reported beside the plain single file.
+//!
 //! `cargo bench --bench tail`; `HERALD_BENCH_BYTES` sets the volume
-//! (default 1GiB), `HERALD_BENCH_ONLY=single|many` runs one scenario,
+//! (default 1GiB), `HERALD_BENCH_ONLY=single|many|cri` runs one scenario,
 //! `HERALD_BENCH_BIN=a,b` runs other herald binaries in turn and
 //! `HERALD_BENCH_ROUNDS=n` repeats (to compare builds in one sitting);
 //! `HERALD_BENCH_BATCH` sets the sink's `batch_max_events` (default 500).
@@ -63,7 +68,7 @@ fn main() {
         println!("  generated {lines} lines in {:.1?}", t.elapsed());
         for round in 0..rounds {
             for bin in &bins {
-                let result = run(bin, work.path(), &logs, lines, bytes, None);
+                let result = run(bin, work.path(), &logs, lines, bytes, None, "plain");
                 result.print(&format!("1 file, pre-written [{bin}, round {}]", round + 1));
             }
             if !no_bare {
@@ -78,6 +83,24 @@ fn main() {
                         round + 1
                     ));
                 }
+            }
+        }
+    }
+    if only.is_empty() || only == "cri" {
+        let logs = work.path().join("cri");
+        std::fs::create_dir(&logs).expect("dir");
+        let plain = work.path().join("plain-for-cri.log");
+        let lines = generate(&plain, bytes, 42);
+        let cri = logs.join("container.log");
+        let cri_bytes = to_cri(&plain, &cri);
+        let _ = std::fs::remove_file(&plain);
+        for round in 0..rounds {
+            for bin in &bins {
+                let result = run(bin, work.path(), &logs, lines, cri_bytes, None, "cri");
+                result.print(&format!(
+                    "1 file, pre-written, CRI format (the same lines) [{bin}, round {}]",
+                    round + 1
+                ));
             }
         }
     }
@@ -98,7 +121,15 @@ fn main() {
         for round in 0..rounds {
             for bin in &bins {
                 std::fs::create_dir(&logs).expect("dir");
-                let result = run(bin, work.path(), &logs, lines, total, Some(&staged));
+                let result = run(
+                    bin,
+                    work.path(),
+                    &logs,
+                    lines,
+                    total,
+                    Some(&staged),
+                    "plain",
+                );
                 let _ = std::fs::remove_dir_all(&logs);
                 result.print(&format!(
                     "100 files, written concurrently [{bin}, round {}]",
@@ -176,6 +207,7 @@ fn run(
     lines: u64,
     bytes: u64,
     staged: Option<&Path>,
+    format: &str,
 ) -> Result {
     let endpoint = Endpoint::start(MARKER);
     let data = work.join(format!(
@@ -200,6 +232,7 @@ max_events_per_second = 0
 name = "bench"
 paths = ["{logs}/*.log"]
 start_at = "beginning"
+format = "{format}"
 "#,
             data = data.display(),
             addr = endpoint.addr,
@@ -319,6 +352,45 @@ fn write_concurrently(staged: &Path, logs: &Path) -> Vec<std::thread::JoinHandle
             })
         })
         .collect()
+}
+
+/// Writes the lines of `plain` to `out` as containerd would: each with a
+/// time and a stream (stdout, with runs of stderr), one in a hundred in a
+/// `P` and an `F` piece. Returns the bytes written.
+fn to_cri(plain: &Path, out: &Path) -> u64 {
+    use std::io::BufRead;
+    let reader =
+        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(plain).expect("plain"));
+    let mut writer =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out).expect("cri"));
+    let mut written = 0u64;
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let line = line.expect("read");
+        let micros = i % 1_000_000;
+        let stream = if i % 20 < 3 { "stderr" } else { "stdout" };
+        let time = format!(
+            "2026-12-08T04:{:02}:{:02}.{micros:06}123Z",
+            (i / 60_000_000) % 60,
+            (i / 1_000_000) % 60
+        );
+        let mut record = Vec::with_capacity(line.len() + 64);
+        if i % 100 == 7 && line.len() > 10 {
+            let (head, tail) = line.split_at(line.len() / 2);
+            record.extend_from_slice(format!("{time} {stream} P ").as_bytes());
+            record.extend_from_slice(head);
+            record.push(b'\n');
+            record.extend_from_slice(format!("{time} {stream} F ").as_bytes());
+            record.extend_from_slice(tail);
+        } else {
+            record.extend_from_slice(format!("{time} {stream} F ").as_bytes());
+            record.extend_from_slice(&line);
+        }
+        record.push(b'\n');
+        writer.write_all(&record).expect("write");
+        written += record.len() as u64;
+    }
+    writer.flush().expect("flush");
+    written
 }
 
 /// A small xorshift generator: the bench needs variety, not quality.

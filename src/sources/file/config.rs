@@ -429,6 +429,29 @@ flush_timeout = "2s"
     }
 
     #[test]
+    fn kubernetes_needs_no_paths_and_reads_cri() {
+        let text = "[[sources.file]]\nname = \"pods\"\nkubernetes = true\n";
+        let config = parse("t.toml", text, &no_env).expect("valid");
+        let [SourceConfig::File(file)] = config.sources.as_slice() else {
+            panic!("one file source: {:?}", config.sources);
+        };
+        assert_eq!(file.paths[0].as_str(), super::KUBERNETES_PATHS);
+        assert_eq!(file.format, super::Format::Cri);
+        let text = "[[sources.file]]\nname = \"d\"\npaths = [\"/x/*.log\"]\nformat = \"docker\"\n";
+        let config = parse("t.toml", text, &no_env).expect("valid");
+        let [SourceConfig::File(file)] = config.sources.as_slice() else {
+            panic!("one file source");
+        };
+        assert_eq!(file.format, super::Format::Docker);
+        assert!(!file.kubernetes);
+        let text = "[[sources.file]]\nname = \"d\"\npaths = [\"/x/*.log\"]\nformat = \"cr\"\n";
+        let shown = parse("t.toml", text, &no_env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(shown.contains("did you mean \"cri\"?"), "{shown}");
+    }
+
+    #[test]
     fn every_mistake_is_reported() {
         let text = r#"
 [[sources.file]]
