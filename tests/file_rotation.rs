@@ -261,7 +261,7 @@ fn logrotate_copytruncate_while_stopped_is_finished_from_the_copy() {
 fn held_behind() -> Rig {
     let rig = Rig::with(
         "paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"",
-        "retry_initial = \"50ms\"\nretry_max = \"200ms\"\n\n[queue]\nmax_bytes = \"1MiB\"\nsegment_bytes = \"64KiB\"",
+        "retry_initial = \"50ms\"\nretry_max = \"200ms\"\n\n[queue]\nmax_bytes = \"1MiB\"\nsegment_bytes = \"64KiB\"\n\n[[sources.heartbeat]]\nname = \"heartbeat\"\ninterval = \"1s\"",
     );
     rig.endpoint.set_default(Reply::Status(503));
     rig
@@ -305,6 +305,13 @@ fn copytruncate_while_held_behind(rotate: impl FnOnce(&Rig, &Path) -> bool) {
     rig.endpoint.set_default(Reply::Status(204));
     let lines = rig.wait_count(30_500);
     let finished = agent.wait_for_stderr_line(|l| l.contains("finishing it from its copy"), LIMIT);
+    let counted = || {
+        rig.endpoint.accepted_events().iter().any(|e| {
+            e["event"] == "herald.agent.heartbeat"
+                && e["payload"]["health"]["files"]["streams_recovered"].as_u64() >= Some(1)
+        })
+    };
+    assert!(wait_until(LIMIT, counted), "no heartbeat counted the recovery");
     rig.stop(agent);
     println!("{finished}");
     assert_eq!(texts(&lines, "before"), before, "the copy was finished");
@@ -350,6 +357,16 @@ fn a_copy_that_is_not_the_files_is_not_read() {
         texts(l, "after").len() == 500
     });
     agent.wait_for_stderr_line(|l| l.contains("no copy holds what was not read yet"), LIMIT);
+    // The heartbeat counts what the truncation took.
+    let counted = || {
+        rig.endpoint.accepted_events().iter().any(|e| {
+            let files = &e["payload"]["health"]["files"];
+            e["event"] == "herald.agent.heartbeat"
+                && files["truncations_unrecovered"].as_u64() >= Some(1)
+                && files["truncation_lost_bytes"].as_u64() > Some(0)
+        })
+    };
+    assert!(wait_until(LIMIT, counted), "no heartbeat counted the loss");
     rig.stop(agent);
     assert!(texts(&lines, "other").is_empty(), "the other file was read");
     let got = texts(&lines, "before");
