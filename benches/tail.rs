@@ -232,12 +232,19 @@ max_events_per_second = 0
 name = "bench"
 paths = ["{logs}/*.log"]
 start_at = "beginning"
-format = "{format}"
+{format}
 "#,
             data = data.display(),
             addr = endpoint.addr,
             logs = logs.display(),
             batch = std::env::var("HERALD_BENCH_BATCH").unwrap_or_else(|_| "500".into()),
+            // Left out when plain, so that builds from before formats
+            // existed can be compared (HERALD_BENCH_BIN).
+            format = if format == "plain" {
+                String::new()
+            } else {
+                format!("format = \"{format}\"")
+            },
         ),
     )
     .expect("config");

@@ -10,6 +10,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -32,6 +33,32 @@ fn assert_all_under(lines: &[Line], path: &Path) {
     for l in lines {
         assert_eq!(l.path, path, "line {:?} arrived under another path", l.line);
     }
+}
+
+/// Every line whose text starts with `earlier` arrived before any that
+/// starts with `later`.
+fn assert_arrived_before(lines: &[Line], earlier: &str, later: &str) {
+    let last = lines.iter().rposition(|l| l.line.starts_with(earlier));
+    let first = lines.iter().position(|l| l.line.starts_with(later));
+    assert!(
+        last < first,
+        "a {earlier:?} line came after a {later:?} line"
+    );
+}
+
+/// Each group of lines arrived whole, in file order, once, under `path`,
+/// and the groups in their order, and nothing else arrived.
+fn assert_delivered(rig: &Rig, lines: &[Line], path: &Path, groups: &[(&str, &[String])]) {
+    for (prefix, written) in groups {
+        assert_eq!(&texts(lines, prefix), written, "the {prefix:?} lines");
+    }
+    for pair in groups.windows(2) {
+        assert_arrived_before(lines, pair[0].0, pair[1].0);
+    }
+    let total: usize = groups.iter().map(|(_, written)| written.len()).sum();
+    assert_eq!(rig.lines().len(), total, "every line once");
+    assert_one_id_per_line(rig);
+    assert_all_under(lines, path);
 }
 
 /// Copies `path` to `copy` and truncates `path`, as logrotate's
@@ -119,9 +146,7 @@ fn a_file_renamed_while_herald_is_stopped_is_read_to_its_end() {
     assert_one_id_per_line(&rig);
     assert_all_under(&lines, &path);
     // The old file's rest goes before the new file's lines.
-    let last_late = lines.iter().rposition(|l| l.line.starts_with("late"));
-    let first_new = lines.iter().position(|l| l.line.starts_with("new"));
-    assert!(last_late < first_new, "a late line came after a new one");
+    assert_arrived_before(&lines, "late", "new");
 }
 
 #[test]
@@ -146,9 +171,7 @@ fn a_renamed_file_written_just_after_herald_starts_is_still_read() {
     rig.stop(agent);
     assert_eq!(texts(&lines, "late"), late);
     assert_eq!(texts(&lines, "new"), new);
-    let last_late = lines.iter().rposition(|l| l.line.starts_with("late"));
-    let first_new = lines.iter().position(|l| l.line.starts_with("new"));
-    assert!(last_late < first_new, "a late line came after a new one");
+    assert_arrived_before(&lines, "late", "new");
     assert_one_id_per_line(&rig);
 }
 
@@ -232,15 +255,12 @@ fn copytruncate_while_stopped(rotate: impl FnOnce(&Rig, &Path) -> bool) {
     let lines = rig.wait_count(309);
     agent.wait_for_stderr_line(|l| l.contains("FileStreamRecovered"), LIMIT);
     rig.stop(agent);
-    assert_eq!(texts(&lines, "first"), first);
-    assert_eq!(texts(&lines, "down"), down, "the copy was finished");
-    assert_eq!(texts(&lines, "after"), after);
-    assert_eq!(rig.lines().len(), 309, "every line once");
-    assert_one_id_per_line(&rig);
-    assert_all_under(&lines, &path);
-    let last_down = lines.iter().rposition(|l| l.line.starts_with("down"));
-    let first_after = lines.iter().position(|l| l.line.starts_with("after"));
-    assert!(last_down < first_after, "the copy goes first");
+    assert_delivered(
+        &rig,
+        &lines,
+        &path,
+        &[("first", &first), ("down", &down), ("after", &after)],
+    );
 }
 
 #[test]
@@ -311,17 +331,18 @@ fn copytruncate_while_held_behind(rotate: impl FnOnce(&Rig, &Path) -> bool) {
                 && e["payload"]["health"]["files"]["streams_recovered"].as_u64() >= Some(1)
         })
     };
-    assert!(wait_until(LIMIT, counted), "no heartbeat counted the recovery");
+    assert!(
+        wait_until(LIMIT, counted),
+        "no heartbeat counted the recovery"
+    );
     rig.stop(agent);
     println!("{finished}");
-    assert_eq!(texts(&lines, "before"), before, "the copy was finished");
-    assert_eq!(texts(&lines, "after"), after);
-    assert_eq!(rig.lines().len(), 30_500, "every line once");
-    assert_one_id_per_line(&rig);
-    assert_all_under(&lines, &path);
-    let last_before = lines.iter().rposition(|l| l.line.starts_with("before"));
-    let first_after = lines.iter().position(|l| l.line.starts_with("after"));
-    assert!(last_before < first_after, "the copy goes first");
+    assert_delivered(
+        &rig,
+        &lines,
+        &path,
+        &[("before", &before), ("after", &after)],
+    );
 }
 
 #[test]
@@ -416,4 +437,29 @@ fn a_file_deleted_while_herald_is_stopped_is_gone_and_nothing_else_is_read() {
     assert_eq!(texts(&lines, "new").len(), 10);
     assert!(texts(&lines, "unrelated").is_empty());
     assert_eq!(rig.lines().len(), 60);
+}
+
+#[test]
+fn a_renamed_file_written_again_after_a_pause_is_still_read() {
+    // A writer that reopens late (minutes after the rename, say) keeps
+    // writing into the renamed file after herald has drained it.
+    let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let mut app = open_append(&path);
+    write_lines(&mut app, &numbered("first", 10));
+    let agent = rig.start();
+    rig.wait_count(10);
+    fs::rename(&path, rig.log("app.log.1")).expect("rotate");
+    app.write_all(b"no newline yet").expect("write");
+    // Emitted once the renamed file has been idle for a while: drained.
+    rig.wait_lines("the unfinished line", |l| {
+        l.iter().any(|x| x.line == "no newline yet")
+    });
+    let late = numbered("late", 5);
+    write_lines(&mut app, &[String::new()]);
+    write_lines(&mut app, &late);
+    let lines = rig.wait_lines("the late lines", |l| texts(l, "late").len() == 5);
+    rig.stop(agent);
+    assert_eq!(texts(&lines, "late"), late);
+    assert_one_id_per_line(&rig);
 }

@@ -20,7 +20,9 @@
 //! path it was found at, wherever it goes. Reading goes through the open
 //! descriptor, so:
 //! - rename rotation: the old file is still read to its end under its old
-//!   descriptor, then closed once it stays idle for [`LINGER`]; the new
+//!   descriptor; once it stays idle for [`LINGER`] its last line without
+//!   a newline is complete, and it is closed after [`DORMANT`] without
+//!   growth (a writer that reopens late is still read); the new
 //!   file at the path is a new file, read from its beginning, but only
 //!   once the old one has nothing unread and was idle for [`LINGER`], so
 //!   the path's lines keep their write order;
@@ -94,6 +96,7 @@ pub mod watch;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -103,7 +106,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Emitter;
 use crate::metrics::Stats;
@@ -120,6 +123,10 @@ use watch::{POLL_INTERVAL, Watch};
 /// still read after its last growth, for writers that have not reopened
 /// yet. Then its last unfinished line is emitted and it is closed.
 pub const LINGER: Duration = Duration::from_secs(2);
+/// How long a file renamed away and drained is still watched for growth
+/// (a writer that reopens late) before it is closed. Its last line
+/// without a newline is complete after [`LINGER`].
+pub const DORMANT: Duration = Duration::from_secs(300);
 /// Most often the checkpoint file is rewritten.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Least time between two `file.modified` observations of one file.
@@ -249,6 +256,9 @@ struct Tracked {
     /// The copy of a file that was copied and then truncated: nothing
     /// writes to it, so it is closed as soon as it is read to its end.
     copy: bool,
+    /// Gone, drained and idle for [`LINGER`]: its last line was finished,
+    /// and it is only watched for growth until [`DORMANT`].
+    dormant: bool,
     /// For `file.modified`: what was reported last, whether a change is
     /// waiting for the debounce, and when the last one was reported.
     reported: Option<Stat>,
@@ -607,6 +617,7 @@ impl Source {
             match outcome {
                 Outcome::Data { .. } => {
                     t.last_growth = Instant::now();
+                    t.dormant = false;
                     progressed = true;
                     self.emit(out)?;
                 }
@@ -699,12 +710,27 @@ impl Source {
                 modified(&self.name, t, now, &mut events);
             }
             let drained = !matches!(&t.state, State::Reading(tail) if at_eof(tail) == Some(false));
-            if let Some(gone) = t.gone
-                && drained
-                && (t.copy || now.duration_since(gone.max(t.last_growth)) >= LINGER)
-            {
-                // Nothing writes to a copy: it is done at its end.
+            let Some(gone) = t.gone.filter(|_| drained) else {
+                continue;
+            };
+            let idle = now.duration_since(gone.max(t.last_growth));
+            let named = t
+                .file()
+                .and_then(|f| f.metadata().ok())
+                .is_some_and(|m| m.nlink() > 0);
+            // Nothing writes to a copy: it is done at its end. A deleted
+            // file is done once idle; a renamed one is watched a while
+            // longer, for writers that reopen late.
+            if t.copy || idle >= DORMANT || (idle >= LINGER && !named) {
                 closed.push(key);
+            } else if idle >= LINGER && !t.dormant {
+                t.dormant = true;
+                if let State::Reading(tail) = &mut t.state {
+                    let mut out = Vec::new();
+                    tail.finish(&mut out);
+                    debug!(source = %self.name, path = %t.path.display(), read_to = tail.position(), "FileDormant: drained; still read if it grows");
+                    self.emit(out)?;
+                }
             }
         }
         self.emit(events)?;

@@ -195,6 +195,19 @@ impl Source {
         }
     }
 
+    /// Whether `file` is the stream of `entry` up to its checkpoint.
+    fn holds(&mut self, file: &File, entry: &Entry) -> bool {
+        let origin = (entry.dev, entry.ino);
+        continues(
+            file,
+            entry.fingerprint,
+            origin,
+            entry.offset,
+            entry.check,
+            &mut self.head,
+        )
+    }
+
     /// Where the stream of `entry` is now, if it is not at `path` and has
     /// something left to read.
     fn locate(&mut self, entry: &Entry, path: &Path, listing: &[Candidate]) -> Option<Found> {
@@ -204,16 +217,7 @@ impl Source {
             && (meta.dev(), meta.ino()) == origin
         {
             let file = File::open(path).ok()?;
-            if meta.len() >= entry.offset
-                && continues(
-                    &file,
-                    entry.fingerprint,
-                    origin,
-                    entry.offset,
-                    entry.check,
-                    &mut self.head,
-                )
-            {
+            if meta.len() >= entry.offset && self.holds(&file, entry) {
                 // Where it was: the scan resumes it.
                 return None;
             }
@@ -251,16 +255,7 @@ impl Source {
             .find(|(_, c)| c.key == origin)
             .and_then(|(i, c)| {
                 let file = File::open(&c.path).ok()?;
-                (c.size >= entry.offset
-                    && continues(
-                        &file,
-                        entry.fingerprint,
-                        origin,
-                        entry.offset,
-                        entry.check,
-                        &mut self.head,
-                    ))
-                .then_some((file, i, false))
+                (c.size >= entry.offset && self.holds(&file, entry)).then_some((file, i, false))
             })
             .or_else(|| {
                 let not = at_path.as_ref().map_or((0, 0), |m| (m.dev(), m.ino()));
@@ -338,6 +333,7 @@ impl Source {
                 seq,
                 left: Some(now),
                 copy: found.copy,
+                dormant: false,
                 reported,
                 modified_pending: false,
                 last_modified: None,
@@ -409,6 +405,7 @@ impl Source {
             seq: t.seq,
             left: Some(now),
             copy: true,
+            dormant: false,
             reported: existing.as_ref().and_then(|e| e.reported),
             modified_pending: false,
             last_modified: None,

@@ -131,6 +131,7 @@ impl Source {
                     seq,
                     left: None,
                     copy: false,
+                    dormant: false,
                     reported: Some(stat_of(&meta)),
                     modified_pending: false,
                     last_modified: None,
