@@ -68,7 +68,15 @@ fn main() {
         println!("  generated {lines} lines in {:.1?}", t.elapsed());
         for round in 0..rounds {
             for bin in &bins {
-                let result = run(bin, work.path(), &logs, lines, bytes, None, "plain");
+                let result = run(
+                    bin,
+                    work.path(),
+                    &logs,
+                    lines,
+                    bytes,
+                    None,
+                    &Scenario::PLAIN,
+                );
                 result.print(&format!("1 file, pre-written [{bin}, round {}]", round + 1));
             }
             if !no_bare {
@@ -91,16 +99,28 @@ fn main() {
         std::fs::create_dir(&logs).expect("dir");
         let plain = work.path().join("plain-for-cri.log");
         let lines = generate(&plain, bytes, 42);
-        let cri = logs.join("container.log");
-        let cri_bytes = to_cri(&plain, &cri);
+        // Where the kubelet would keep it, so that one file serves both
+        // runs: as a CRI file, and as a pod's log (kubernetes = true).
+        let dir = logs.join("shop_web-7f9_0b1c2d3e-aaaa-bbbb-cccc-0123456789ab/nginx");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cri_bytes = to_cri(&plain, &dir.join("0.log"));
         let _ = std::fs::remove_file(&plain);
         for round in 0..rounds {
             for bin in &bins {
-                let result = run(bin, work.path(), &logs, lines, cri_bytes, None, "cri");
-                result.print(&format!(
-                    "1 file, pre-written, CRI format (the same lines) [{bin}, round {}]",
-                    round + 1
-                ));
+                for (source, what) in [
+                    ("format = \"cri\"", "CRI format (the same lines)"),
+                    ("kubernetes = true", "a pod's CRI log, kubernetes = true"),
+                ] {
+                    let scenario = Scenario {
+                        glob: "*/*/*.log",
+                        source,
+                    };
+                    let result = run(bin, work.path(), &logs, lines, cri_bytes, None, &scenario);
+                    result.print(&format!(
+                        "1 file, pre-written, {what} [{bin}, round {}]",
+                        round + 1
+                    ));
+                }
             }
         }
     }
@@ -128,7 +148,7 @@ fn main() {
                     lines,
                     total,
                     Some(&staged),
-                    "plain",
+                    &Scenario::PLAIN,
                 );
                 let _ = std::fs::remove_dir_all(&logs);
                 result.print(&format!(
@@ -197,6 +217,21 @@ impl Result {
     }
 }
 
+/// Which files of `logs` the source reads, and its further settings.
+/// Plain files need no setting, so builds from before container formats
+/// can be compared (`HERALD_BENCH_BIN`).
+struct Scenario {
+    glob: &'static str,
+    source: &'static str,
+}
+
+impl Scenario {
+    const PLAIN: Scenario = Scenario {
+        glob: "*.log",
+        source: "",
+    };
+}
+
 /// Runs herald over `logs` until the endpoint has seen `lines` lines.
 /// With `staged`, the staged files are copied into `logs` by writer
 /// threads while herald runs.
@@ -207,7 +242,7 @@ fn run(
     lines: u64,
     bytes: u64,
     staged: Option<&Path>,
-    format: &str,
+    scenario: &Scenario,
 ) -> Result {
     let endpoint = Endpoint::start(MARKER);
     let data = work.join(format!(
@@ -230,21 +265,16 @@ max_events_per_second = 0
 
 [[sources.file]]
 name = "bench"
-paths = ["{logs}/*.log"]
+paths = ["{logs}/{glob}"]
 start_at = "beginning"
-{format}
+{source}
 "#,
             data = data.display(),
             addr = endpoint.addr,
             logs = logs.display(),
             batch = std::env::var("HERALD_BENCH_BATCH").unwrap_or_else(|_| "500".into()),
-            // Left out when plain, so that builds from before formats
-            // existed can be compared (HERALD_BENCH_BIN).
-            format = if format == "plain" {
-                String::new()
-            } else {
-                format!("format = \"{format}\"")
-            },
+            glob = scenario.glob,
+            source = scenario.source,
         ),
     )
     .expect("config");

@@ -346,14 +346,17 @@ fn a_kubelet_pod_log_tree_is_shipped_with_pods_rotations_and_all() {
         .append(true)
         .open(&web)
         .expect("reopen");
-    write_cri(&mut web_log, "web", 60..100);
+    write_cri(&mut web_log, "web", 60..80);
+    let mut db_log = OpenOptions::new().append(true).open(&db).expect("db");
+    write_cri(&mut db_log, "dbline", 0..10);
+    write_cri(&mut web_log, "web", 80..100);
 
     // The db pod goes away.
     fs::remove_dir_all(db.parent().and_then(Path::parent).expect("pod dir")).expect("remove pod");
 
-    let lines = wait_got(&rig, "every line", |l| l.len() >= 101);
+    let lines = wait_got(&rig, "every line", |l| l.len() >= 111);
     rig.stop(agent);
-    assert_eq!(lines.len(), 101, "every line once");
+    assert_eq!(lines.len(), 111, "every line once");
 
     let web_lines: Vec<&Got> = lines.iter().filter(|g| g.line.starts_with("web")).collect();
     let numbers: Vec<usize> = web_lines
@@ -390,7 +393,19 @@ fn a_kubelet_pod_log_tree_is_shipped_with_pods_rotations_and_all() {
     assert_eq!(pod["herald.pod.namespace"], "data");
     assert_eq!(pod["herald.pod.uid"], "9a8b-uid-2");
     assert_eq!(pod["prefect.resource.name"], "db-0");
+    // Every line relates its own pod, whichever file was read before it.
     for g in &lines {
+        let pod = if g.line.starts_with("web") {
+            "herald.pod.shop.web-7f9"
+        } else {
+            "herald.pod.data.db-0"
+        };
+        assert!(
+            g.related.contains(&("pod".to_owned(), pod.to_owned())),
+            "{:?} relates {:?}",
+            g.line,
+            g.related
+        );
         support::prefect_rules::check(&g.event).expect("a valid event");
     }
 }

@@ -119,6 +119,11 @@ enum Label {
     Optional(Template),
 }
 
+/// The fields whose values are the same for every line of one file and
+/// stream (a pod log's pod and container come from its path), so that
+/// labels using only these can be written once per file.
+const PER_FILE: &[&str] = &["path", "stream", "namespace", "pod", "pod_uid", "container"];
+
 /// A resource's labels, sorted by key, each key already written as
 /// `"key":`.
 #[derive(Clone, Debug)]
@@ -131,9 +136,9 @@ struct Labels {
     /// A related resource left out, rather than failing the event, when a
     /// value of its labels is missing.
     optional: bool,
-    /// Whether the labels depend on the `path` and `stream` fields alone
-    /// (a file's resource), so that consecutive lines of a file reuse them
-    /// written.
+    /// Whether the labels depend on [`PER_FILE`] fields alone (a file's
+    /// resource, a pod log's pod), so that consecutive lines of a file
+    /// reuse them written.
     by_path: bool,
 }
 
@@ -155,7 +160,7 @@ impl Labels {
             .collect();
         let by_path = labels.iter().all(|(_, label)| match label {
             Label::Static { .. } => true,
-            Label::Template(t) | Label::Optional(t) => t.only_uses(&["path", "stream"]),
+            Label::Template(t) | Label::Optional(t) => t.only_uses(PER_FILE),
         });
         Labels {
             labels,
@@ -615,6 +620,10 @@ struct ResourceMemo {
     /// The `stream` the resource was written for (container formats).
     stream: Option<Stream>,
     json: Vec<u8>,
+    /// The plan's own related resources as written for this file, when
+    /// they depend on [`PER_FILE`] fields alone (a pod log's pod and
+    /// container).
+    related: Option<Vec<u8>>,
     id: String,
     /// `json` as a shared part, when sharing.
     part: Option<u32>,
@@ -720,7 +729,7 @@ impl Plan {
     /// resources, as one shared part: the second line of a file on, when
     /// writing for the queue.
     fn shared_stretch(&self, b: &mut Build<'_, '_>) -> Option<(u32, usize)> {
-        if !b.scratch.share || !self.related.is_empty() || !self.resource.by_path {
+        if !b.scratch.share || !self.resource.by_path || self.related.iter().any(|r| !r.by_path) {
             return None;
         }
         let Name::Static(name) = &self.name else {
@@ -738,12 +747,21 @@ impl Plan {
         {
             return None;
         }
+        let own_related = match &memo.related {
+            Some(related) => related.as_slice(),
+            None if self.related.is_empty() => &[],
+            None => return None,
+        };
         let part = *memo.stretch.get_or_insert_with(|| {
             let mut bytes = b",\"event\":".to_vec();
             json::write_str(&mut bytes, name);
             bytes.extend_from_slice(b",\"resource\":");
             bytes.extend_from_slice(&memo.json);
             bytes.extend_from_slice(b",\"related\":[");
+            bytes.extend_from_slice(own_related);
+            if !own_related.is_empty() && !self.builtin_related.is_empty() {
+                bytes.push(b',');
+            }
             bytes.extend_from_slice(&self.builtin_related);
             bytes.extend_from_slice(b"],\"payload\":");
             queue::shared::intern(&bytes).map(|id| (id, bytes.len()))
@@ -762,6 +780,7 @@ impl Plan {
         out.extend_from_slice(b",\"resource\":");
         write_resource(&self.resource, b, out)?;
         out.extend_from_slice(b",\"related\":[");
+        let related_start = out.len();
         let mut written = 0;
         for related in &self.related {
             let mark = out.len();
@@ -775,6 +794,14 @@ impl Plan {
                 Err(Failure::Missing(_)) if related.optional => out.truncate(mark),
                 Err(failure) => return Err(failure),
             }
+        }
+        // Kept with the file's resource, for the next lines' shared stretch.
+        let memo = &mut b.scratch.resource;
+        if !self.related.is_empty()
+            && self.related.iter().all(|r| r.by_path)
+            && memo.labels == std::ptr::from_ref(&self.resource) as usize
+        {
+            memo.related = Some(out[related_start..].to_vec());
         }
         if !self.builtin_related.is_empty() {
             if written > 0 {
@@ -871,6 +898,7 @@ fn write_resource(
     memo.path.clear();
     memo.path.push_str(path);
     memo.stream = stream;
+    memo.related = None;
     memo.json.clear();
     memo.json.extend_from_slice(&out[start..]);
     memo.id.clone_from(&b.scratch.resource_id);
