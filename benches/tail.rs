@@ -15,7 +15,7 @@
 //! reported beside the plain single file.
 //!
 //! `cargo bench --bench tail`; `HERALD_BENCH_BYTES` sets the volume
-//! (default 1GiB), `HERALD_BENCH_ONLY=single|many|cri` runs one scenario,
+//! (default 1GiB), `HERALD_BENCH_ONLY=single,cri` runs the scenarios named (single, cri, many),
 //! `HERALD_BENCH_BIN=a,b` runs other herald binaries in turn and
 //! `HERALD_BENCH_ROUNDS=n` repeats (to compare builds in one sitting);
 //! `HERALD_BENCH_BATCH` sets the sink's `batch_max_events` (default 500).
@@ -60,7 +60,8 @@ fn main() {
         bytes >> 20,
         bins.join(", ")
     );
-    if only.is_empty() || only == "single" {
+    let wants = |scenario: &str| only.is_empty() || only.split(',').any(|o| o == scenario);
+    if wants("single") {
         let logs = work.path().join("single");
         std::fs::create_dir(&logs).expect("dir");
         let t = Instant::now();
@@ -94,7 +95,7 @@ fn main() {
             }
         }
     }
-    if only.is_empty() || only == "cri" {
+    if wants("cri") {
         let logs = work.path().join("cri");
         std::fs::create_dir(&logs).expect("dir");
         let plain = work.path().join("plain-for-cri.log");
@@ -124,7 +125,7 @@ fn main() {
             }
         }
     }
-    if only.is_empty() || only == "many" {
+    if wants("many") {
         let logs = work.path().join("many");
         // Lines are generated up front (outside the measurement) and
         // written concurrently while herald runs.
