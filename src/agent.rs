@@ -39,13 +39,14 @@ use crate::data_dir::{DataDir, DataDirError};
 use crate::identity::{Identity, VERSION};
 use crate::mapping::{Mapped, Mapper};
 use crate::metrics::Stats;
+use crate::notify;
 use crate::observation::{Observation, OnDurable};
 use crate::queue::{Queue, QueueError};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::retry::Backoff;
 use crate::sink::sender::Sender;
 use crate::sink::{Sink, SinkError};
-use crate::sources::{self, Closed, Emitter, MapHere, SourceContext};
+use crate::sources::{self, Closed, Emitter, MapHere, SourceContext, StartGate};
 
 /// Batches of observations waiting for the mapper. Sources keep batches
 /// to a chunk read, so this bounds memory as well as count.
@@ -64,6 +65,8 @@ const SUPPRESSED_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How often the agent looks for events the full queue dropped.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// First and longest wait between attempts to append to a failing disk.
+/// How often the service manager's status line is renewed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 const RETRY_INITIAL: Duration = Duration::from_millis(250);
 const RETRY_CAP: Duration = Duration::from_secs(30);
 
@@ -189,6 +192,7 @@ pub async fn run(
         hostname: identity.hostname.clone(),
         stats: stats.clone(),
         queue: queue.clone(),
+        started: StartGate::default(),
     };
     sources::spawn_all(&config.sources, &context, &emitter, &stop_sources, &tracker);
     tracker.spawn(report_drops(
@@ -198,14 +202,65 @@ pub async fn run(
         stop_sources.clone(),
     ));
     tracker.close();
-    info!("AgentStarted");
 
-    let reason = tokio::select! {
-        reason = shutdown => reason,
-        () = sink_gone.cancelled() => "the sink is gone (stdout closed)".to_owned(),
+    // Ready once every source has started (the file sources have claimed
+    // the files they found); a signal meanwhile stops the agent as usual.
+    tokio::pin!(shutdown);
+    let early = tokio::select! {
+        biased;
+        reason = &mut shutdown => Some(reason),
+        () = sink_gone.cancelled() => Some("the sink is gone (stdout closed)".to_owned()),
+        () = context.started.all_started() => None,
+    };
+    let reason = match early {
+        Some(reason) => reason,
+        None => {
+            info!("AgentStarted");
+            notify::ready(&status_line(&queue, &stats));
+            // Pings only while every stage's task is alive; a stage that
+            // ended before shutdown stops them, and systemd restarts herald.
+            let watchdog = notify::watchdog_interval();
+            let mut tick =
+                tokio::time::interval(watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY)));
+            let mut last_status = Instant::now();
+            let mut dead_reported = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    reason = &mut shutdown => break reason,
+                    () = sink_gone.cancelled() => break "the sink is gone (stdout closed)".to_owned(),
+                    _ = tick.tick() => {}
+                }
+                let dead = [
+                    ("mapping", mapper.is_finished()),
+                    ("queueing", appender.is_finished()),
+                    ("sending", sender.is_finished()),
+                ]
+                .into_iter()
+                .find(|(_, finished)| *finished);
+                match dead {
+                    None if watchdog.is_some() => notify::ping(),
+                    None => {}
+                    Some((stage, _)) if !dead_reported => {
+                        dead_reported = true;
+                        error!(
+                            stage,
+                            "StageEnded: a stage of the pipeline stopped; no more watchdog pings"
+                        );
+                        notify::status(&format!("{stage} stage ended; waiting for the watchdog"));
+                    }
+                    Some(_) => {}
+                }
+                if !dead_reported && last_status.elapsed() >= STATUS_EVERY {
+                    last_status = Instant::now();
+                    notify::status(&status_line(&queue, &stats));
+                }
+            }
+        }
     };
     let grace = config.agent.shutdown_grace;
     info!(reason = %reason, grace = ?grace, "AgentStopping");
+    notify::stopping(&format!("stopping ({reason}): draining"));
     let deadline = Instant::now() + grace;
 
     stop_sources.cancel();
@@ -515,6 +570,22 @@ async fn append_all(
 
 /// Emits `herald.agent.events-dropped` when a full queue with
 /// `when_full = "drop_oldest"` dropped events since the last look.
+/// What `systemctl status` shows: the queue, what was sent, whether
+/// sending fails right now.
+fn status_line(queue: &Queue, stats: &Stats) -> String {
+    let depth = queue.metrics();
+    let sending = match Stats::get(&stats.retry_attempt) {
+        0 => "sending ok".to_owned(),
+        attempt => format!("sending failing, retry {attempt}"),
+    };
+    format!(
+        "{} events queued ({:.1} MiB), {} sent, {sending}",
+        depth.depth_events,
+        depth.depth_bytes as f64 / (1024.0 * 1024.0),
+        Stats::get(&stats.events_sent),
+    )
+}
+
 async fn report_drops(queue: Queue, source: Arc<str>, emitter: Emitter, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval(DROP_REPORT_EVERY);
     loop {

@@ -17,6 +17,28 @@ use crate::sink::dead_letter::DeadLetters;
 pub const EXIT_CONFIG: u8 = 78;
 /// The exit code when the agent could not run for another reason.
 pub const EXIT_FAILURE: u8 = 1;
+/// The exit code for a command line herald does not understand
+/// (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+/// The exit code when the data_dir cannot be created or locked
+/// (EX_CANTCREAT): another agent holds it, or it is not writable.
+pub const EXIT_CANTCREAT: u8 = 73;
+
+/// Parses the command line: `--help` and `--version` print and exit 0, a
+/// mistake prints clap's message and exits [`EXIT_USAGE`].
+///
+/// # Errors
+/// The exit code to leave with when the process should not go on.
+pub fn parse() -> Result<Cli, ExitCode> {
+    match <Cli as clap::Parser>::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            Err(ExitCode::from(code))
+        }
+    }
+}
 
 /// Async worker threads of the agent's runtime. What runs there is
 /// mostly waiting and handing over: the appender, the sender and its HTTP
@@ -239,6 +261,10 @@ fn run(arg: ConfigArg) -> ExitCode {
         match crate::agent::run(config, &env, shutdown).await {
             Ok(summary) if summary.sink_gone => ExitCode::from(EXIT_FAILURE),
             Ok(_) => ExitCode::SUCCESS,
+            Err(e @ crate::agent::AgentError::DataDir(_)) => {
+                error!(error = %e, "AgentFailed");
+                ExitCode::from(EXIT_CANTCREAT)
+            }
             Err(e) => {
                 error!(error = %e, "AgentFailed");
                 ExitCode::from(EXIT_FAILURE)

@@ -23,6 +23,7 @@ pub mod identity;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod notify;
 pub mod observation;
 pub mod queue;
 pub mod signals;

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    herald::cli::main(herald::cli::Cli::parse())
+    match herald::cli::parse() {
+        Ok(cli) => herald::cli::main(cli),
+        Err(code) => code,
+    }
 }

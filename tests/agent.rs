@@ -302,6 +302,20 @@ fn json_logs_on_request() {
 }
 
 #[test]
+fn a_command_line_mistake_exits_64_and_help_exits_0() {
+    let wrong = herald().arg("--no-such-flag").run(LIMIT);
+    assert_eq!(wrong.code(), Some(64), "{}", wrong.stderr_text());
+    assert!(wrong.stderr_text().contains("--no-such-flag"));
+    let unknown = herald().arg("frobnicate").run(LIMIT);
+    assert_eq!(unknown.code(), Some(64), "{}", unknown.stderr_text());
+    let help = herald().arg("--help").run(LIMIT);
+    assert_eq!(help.code(), Some(0), "{}", help.stderr_text());
+    assert!(help.stdout_text().contains("Usage"));
+    let version = herald().arg("--version").run(LIMIT);
+    assert_eq!(version.code(), Some(0));
+}
+
+#[test]
 fn a_second_agent_on_the_same_data_dir_exits_naming_the_first() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
@@ -314,7 +328,9 @@ fn a_second_agent_on_the_same_data_dir_exits_naming_the_first() {
         .arg("run")
         .env("HERALD_AGENT_DATA_DIR", &data_dir)
         .run(LIMIT);
-    assert_eq!(second.code(), Some(1), "{}", second.stderr_text());
+    // EX_CANTCREAT: the unit's RestartPreventExitStatus keeps systemd
+    // from restarting into the same lock.
+    assert_eq!(second.code(), Some(73), "{}", second.stderr_text());
     let expected = format!("(pid {})", first.pid());
     assert!(
         second.stderr_text().contains(&expected),

@@ -19,6 +19,7 @@ pub mod threshold;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -112,6 +113,57 @@ pub struct SourceContext {
     pub stats: Arc<Stats>,
     /// The queue, for the heartbeat to report its depth.
     pub queue: Queue,
+    /// Tells the agent when every source has started.
+    pub started: StartGate,
+}
+
+/// Counts the sources still starting: a source that needs time to start
+/// (the file source's first scan and checkpoint claims) holds a
+/// [`Starting`] until it has; the agent waits for none to be left before
+/// it says it is ready.
+#[derive(Clone, Debug, Default)]
+pub struct StartGate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug, Default)]
+struct GateInner {
+    pending: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// Held by a source while it starts; dropping it says it has started
+/// (or failed to, which it logged).
+#[derive(Debug)]
+pub struct Starting(Arc<GateInner>);
+
+impl StartGate {
+    /// One more source starting.
+    pub fn starting(&self) -> Starting {
+        self.inner.pending.fetch_add(1, Ordering::SeqCst);
+        Starting(self.inner.clone())
+    }
+
+    /// Resolves once no source is starting.
+    pub async fn all_started(&self) {
+        loop {
+            let done = self.inner.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.inner.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if self.0.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
 }
 
 /// Starts every configured source on `tracker`.
@@ -131,6 +183,7 @@ pub fn spawn_all(
                     config.clone(),
                     context.state_dir.clone(),
                     context.stats.clone(),
+                    context.started.starting(),
                     emitter,
                     cancel,
                     tracker,

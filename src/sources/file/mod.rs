@@ -108,7 +108,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use super::Emitter;
+use super::{Emitter, Starting};
 use crate::metrics::Stats;
 use crate::observation::Observation;
 use checkpoint::Store;
@@ -140,6 +140,7 @@ pub fn spawn(
     config: FileConfig,
     state_dir: PathBuf,
     stats: Arc<Stats>,
+    starting: Starting,
     emitter: Emitter,
     cancel: CancellationToken,
     tracker: &TaskTracker,
@@ -172,7 +173,7 @@ pub fn spawn(
             let _done = done_tx;
             let watch = Watch::start(name.clone(), wake_tx);
             let mut source = Source::new(config, store, stats, emitter, cancel, handle, watch);
-            source.run(&wake_rx);
+            source.run(&wake_rx, starting);
         });
     match spawned {
         Ok(_) => {
@@ -348,7 +349,9 @@ impl Source {
         }
     }
 
-    fn run(&mut self, wake: &Receiver<()>) {
+    /// Reads until cancelled; `starting` is let go once the first scan's
+    /// files are claimed.
+    fn run(&mut self, wake: &Receiver<()>, starting: Starting) {
         // The first scan claims every file found at start-up (at its
         // checkpoint, or per start_at) and saves those claims before any
         // reading, so a crash during a long first read cannot turn a file
@@ -367,6 +370,7 @@ impl Source {
             checkpoints = %self.store.path().display(),
             "FileSourceStarted"
         );
+        drop(starting);
         while self.cycle(wake).is_ok() {}
         self.store.persist();
         info!(source = %self.name, "FileSourceStopped");
