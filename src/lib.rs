@@ -29,3 +29,4 @@ pub mod queue;
 pub mod signals;
 pub mod sink;
 pub mod sources;
+pub mod tls;

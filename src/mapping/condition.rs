@@ -34,7 +34,7 @@ use toml::de::DeValue;
 
 use super::fields::{Captured, FieldRef, Root, Scope, Val};
 use super::kinds::KindSchema;
-use super::rule::{inner_span, resolve_field};
+use super::spans::{inner_span, resolve_field};
 use crate::config::decode::{self, At, Decode, Decoder, Raw, Table};
 use crate::observation::Observation;
 

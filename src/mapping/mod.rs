@@ -53,6 +53,7 @@ pub mod kinds;
 mod limit;
 mod literal;
 mod rule;
+mod spans;
 mod template;
 pub mod testing;
 mod time;

@@ -7,8 +7,6 @@
 //! and all of them at once. This module does not evaluate rules; the
 //! [`super::Mapper`] does.
 
-use std::ops::Range;
-
 use chrono::format::{Item, StrftimeItems};
 use serde_json::Value;
 use toml::de::DeValue;
@@ -16,7 +14,8 @@ use toml::de::DeValue;
 use super::condition::{Condition, Reader};
 use super::fields::{FieldRef, Known};
 use super::kinds::{self, KindSchema};
-use super::template::{Template, TemplateError};
+use super::spans::{inner_span, read_template, resolve_field};
+use super::template::Template;
 use crate::config::decode::{self, At, Decode, Decoder, Origin, Raw, Table};
 use crate::event::{MAX_EVENT_NAME_CHARS, MAX_LABELS, MAX_RELATED, RESOURCE_ID, RESOURCE_ROLE};
 
@@ -185,80 +184,6 @@ impl Decode for Names {
             Raw::Env(..) => None,
         };
         String::decode(dec, raw).map(|value| Names(vec![At { value, span }]))
-    }
-}
-
-/// The file span of `range` inside the string value `at`: exact when the
-/// string is written on one line without escapes (so the template's bytes
-/// are the file's), else the whole string.
-pub(crate) fn inner_span(dec: &Decoder<'_>, at: &At<String>, range: Range<usize>) -> Range<usize> {
-    let Some(span) = at.span.clone() else {
-        return 0..0;
-    };
-    if let Origin::File {
-        text,
-        column,
-        width,
-        ..
-    } = dec.locate(span.clone())
-    {
-        let raw: String = text.chars().skip(column - 1).take(width).collect();
-        let plain = raw.len() == span.len()
-            && raw.len() >= 2
-            && (raw.starts_with('"') || raw.starts_with('\''))
-            && !raw.starts_with("\"\"\"")
-            && !raw.starts_with("'''")
-            && raw.get(1..raw.len() - 1) == Some(at.value.as_str());
-        if plain && range.end <= at.value.len() {
-            return span.start + 1 + range.start..span.start + 1 + range.end;
-        }
-    }
-    span
-}
-
-/// Resolves a field name written as a config string, reporting a mistake
-/// at it.
-pub(crate) fn resolve_field(
-    dec: &Decoder<'_>,
-    kinds: &[&'static KindSchema],
-    captures: &[String],
-    at: &At<String>,
-) -> Option<FieldRef> {
-    match (Known { kinds, captures }).resolve(&at.value) {
-        Ok(field) => Some(field),
-        Err((message, hint)) => {
-            dec.error_at(inner_span(dec, at, 0..at.value.len()), message, hint);
-            None
-        }
-    }
-}
-
-/// Parses and resolves a template written as a config string, reporting
-/// every mistake at its place in the string.
-pub(crate) fn read_template(
-    dec: &Decoder<'_>,
-    at: &At<String>,
-    known: &Known<'_>,
-) -> Option<Template> {
-    let report = |errors: Vec<TemplateError>| {
-        for e in errors {
-            dec.error_at(
-                inner_span(dec, at, e.at),
-                format!("in template: {}", e.message),
-                e.hint,
-            );
-        }
-    };
-    let (mut template, mut errors) = Template::parse_lenient(&at.value);
-    if let Err(mut unknown) = template.resolve(known) {
-        errors.append(&mut unknown);
-    }
-    if errors.is_empty() {
-        Some(template)
-    } else {
-        errors.sort_by_key(|e| e.at.start);
-        report(errors);
-        None
     }
 }
 

@@ -5,7 +5,6 @@
 //! `user:password` (a self-hosted server with basic auth). They are never
 //! logged.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -53,7 +52,7 @@ impl HttpSink {
     /// # Errors
     /// [`SinkError::Client`] when the HTTP client cannot be built.
     pub fn new(config: &SinkConfig, url: &Url) -> Result<Self, SinkError> {
-        install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let client_error = |e: reqwest::Error| SinkError::Client(format!("{e:#}"));
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
@@ -243,17 +242,6 @@ fn transport_error(error: &reqwest::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-/// rustls needs one process-wide crypto provider; herald uses ring. Every
-/// TLS client (the sink's, the probe source's) calls this first.
-pub(crate) fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Fails only if another provider was installed first, which is
-        // as good for herald's purposes.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 #[cfg(test)]

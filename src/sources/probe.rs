@@ -544,7 +544,7 @@ impl Prober {
                 timeout: config.timeout,
             }),
             Target::Http(url) => {
-                crate::sink::http::install_crypto_provider();
+                crate::tls::install_crypto_provider();
                 let mut builder = reqwest::Client::builder()
                     .user_agent(concat!("herald-probe/", env!("CARGO_PKG_VERSION")))
                     .timeout(config.timeout)
