@@ -40,6 +40,8 @@ use crate::identity::{Identity, VERSION};
 use crate::mapping::{Mapped, Mapper};
 use crate::metrics::Stats;
 use crate::notify;
+
+mod reload;
 use crate::observation::{Observation, OnDurable};
 use crate::queue::{Queue, QueueError};
 use crate::sink::dead_letter::DeadLetters;
@@ -147,6 +149,7 @@ pub async fn run(
         events: event_tx.clone(),
         stats: stats.clone(),
     });
+    let mapper_cell = mapper.clone();
     let mapper = tokio::spawn(map_all(mapper, observation_rx, event_tx, stats.clone()));
     let max_append_bytes =
         usize::try_from((config.queue.max_bytes / 4).min(APPEND_MAX_BYTES)).unwrap_or(usize::MAX);
@@ -194,7 +197,7 @@ pub async fn run(
         queue: queue.clone(),
         started: StartGate::default(),
     };
-    sources::spawn_all(&config.sources, &context, &emitter, &stop_sources, &tracker);
+    let running = sources::spawn_all(&config.sources, &context, &emitter, &stop_sources);
     tracker.spawn(report_drops(
         queue.clone(),
         agent_source.clone(),
@@ -211,6 +214,24 @@ pub async fn run(
         reason = &mut shutdown => Some(reason),
         () = sink_gone.cancelled() => Some("the sink is gone (stdout closed)".to_owned()),
         () = context.started.all_started() => None,
+    };
+    let grace = config.agent.shutdown_grace;
+    let mut live = reload::Live {
+        config,
+        running,
+        mapper: mapper_cell,
+        context,
+        emitter: emitter.clone(),
+        stop_sources: stop_sources.clone(),
+        env,
+        source: agent_source.clone(),
+    };
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(e) => {
+            warn!(error = %e, "SignalHandlerFailed: SIGHUP will not reload");
+            None
+        }
     };
     let reason = match early {
         Some(reason) => reason,
@@ -229,6 +250,15 @@ pub async fn run(
                     biased;
                     reason = &mut shutdown => break reason,
                     () = sink_gone.cancelled() => break "the sink is gone (stdout closed)".to_owned(),
+                    Some(()) = async {
+                        match hangups.as_mut() {
+                            Some(hangups) => hangups.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        live.reload(&status_line(&queue, &stats)).await;
+                        continue;
+                    }
                     _ = tick.tick() => {}
                 }
                 let dead = [
@@ -258,17 +288,22 @@ pub async fn run(
             }
         }
     };
-    let grace = config.agent.shutdown_grace;
     info!(reason = %reason, grace = ?grace, "AgentStopping");
     notify::stopping(&format!("stopping ({reason}): draining"));
     let deadline = Instant::now() + grace;
 
     stop_sources.cancel();
+    let digest = live.config.digest.clone();
+    let running = std::mem::take(&mut live.running);
+    drop(live);
     let drained = tokio::time::timeout_at(deadline, async {
         tracker.wait().await;
+        for source in &running {
+            source.wait().await;
+        }
         let stopped = Observation::new(agent_source, "agent.stopped")
             .with("version", VERSION)
-            .with("config_digest", config.digest.clone())
+            .with("config_digest", digest)
             .with("reason", reason)
             .with("uptime_seconds", started.elapsed().as_secs());
         let _ = emitter.emit(stopped).await;

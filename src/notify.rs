@@ -1,5 +1,6 @@
 //! The service manager's notify protocol (sd_notify(3)), through the
-//! `sd-notify` crate: `READY=1` once the agent runs, `STATUS=` lines a
+//! `sd-notify` crate: `READY=1` once the agent runs (and again after a
+//! reload, which `RELOADING=1` opens), `STATUS=` lines a
 //! person reads in `systemctl status`, `STOPPING=1` at shutdown, and
 //! `WATCHDOG=1` pings while the pipeline is alive. Outside systemd
 //! (`NOTIFY_SOCKET` unset) every call does nothing. A failed send is
@@ -25,6 +26,15 @@ fn send(states: &[NotifyState<'_>]) {
 /// Startup is finished: the queue is open and every source started.
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A reload has begun; [`ready`] ends it. systemd 253 and later want the
+/// monotonic time with it.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
 }
 
 /// A status line for `systemctl status`.

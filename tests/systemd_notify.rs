@@ -3,7 +3,7 @@
 //! systemd does for `Type=notify`) and `WATCHDOG_USEC` set, and the test
 //! reads what herald says: `READY=1` only once its sources started,
 //! `STATUS=` lines, `WATCHDOG=1` pings at half the watchdog period, and
-//! `STOPPING=1` at SIGTERM.
+//! `RELOADING=1` … `READY=1` around a SIGHUP, and `STOPPING=1` at SIGTERM.
 
 mod support;
 
@@ -115,6 +115,24 @@ fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
         m.iter()
             .any(|m| m.text.starts_with("STATUS=") && m.text.contains("sent"))
     });
+
+    // A reload is bracketed: RELOADING=1 (with the monotonic time systemd
+    // 253 wants), then READY=1 again.
+    agent.signal("HUP");
+    let got = receive_until(&socket, |m| {
+        m.iter()
+            .position(|m| m.text.contains("RELOADING=1"))
+            .is_some_and(|at| m[at..].iter().any(|m| m.text.contains("READY=1")))
+    });
+    let reloading = got
+        .iter()
+        .find(|m| m.text.contains("RELOADING=1"))
+        .expect("reloading");
+    assert!(
+        reloading.text.contains("MONOTONIC_USEC="),
+        "{:?}",
+        reloading.text
+    );
 
     agent.sigterm();
     let got = receive_until(&socket, |m| has(m, "STOPPING=1"));

@@ -104,7 +104,7 @@ pub enum Transport {
 }
 
 /// `[sink]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SinkConfig {
     /// Which sink.
     pub kind: SinkKind,

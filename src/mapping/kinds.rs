@@ -102,6 +102,21 @@ pub const KINDS: &[KindSchema] = &[
         resource: None,
     },
     KindSchema {
+        // A SIGHUP reload: `ok`, the digests, which sources stopped and
+        // started, what needs a restart, or the mistakes (`errors`).
+        kind: "agent.reloaded",
+        fields: &[
+            ("ok", Scalar),
+            ("config_digest", Scalar),
+            ("old_config_digest", Scalar),
+            ("stopped", Object),
+            ("started", Object),
+            ("restart_needed", Object),
+            ("errors", Scalar),
+        ],
+        resource: None,
+    },
+    KindSchema {
         kind: "agent.stopped",
         fields: &[
             ("version", Scalar),

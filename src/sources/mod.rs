@@ -166,17 +166,56 @@ impl Drop for Starting {
     }
 }
 
-/// Starts every configured source on `tracker`.
+/// One running source: its config, and what stops it and waits for it.
+pub struct Running {
+    /// What it was started with.
+    pub config: SourceConfig,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Running {
+    /// Stops it and waits until its tasks (and its thread) ended.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.wait().await;
+    }
+
+    /// Waits until it ended (after its parent token was cancelled).
+    pub async fn wait(&self) {
+        self.tracker.wait().await;
+    }
+}
+
+/// Starts every configured source, each stopped by a child of `cancel`.
 pub fn spawn_all(
     sources: &[SourceConfig],
     context: &SourceContext,
     emitter: &Emitter,
     cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) {
-    for source in sources {
+) -> Vec<Running> {
+    sources
+        .iter()
+        .map(|source| spawn_one(source, context, emitter, cancel))
+        .collect()
+}
+
+/// Starts one source, stopped by a child of `cancel`.
+pub fn spawn_one(
+    source: &SourceConfig,
+    context: &SourceContext,
+    emitter: &Emitter,
+    cancel: &CancellationToken,
+) -> Running {
+    let running = Running {
+        config: source.clone(),
+        cancel: cancel.child_token(),
+        tracker: TaskTracker::new(),
+    };
+    {
         let emitter = emitter.clone();
-        let cancel = cancel.clone();
+        let cancel = running.cancel.clone();
+        let tracker = &running.tracker;
         match source {
             SourceConfig::File(config) => {
                 file::spawn(
@@ -231,4 +270,6 @@ pub fn spawn_all(
             }
         }
     }
+    running.tracker.close();
+    running
 }
