@@ -87,6 +87,16 @@ pub enum AgentError {
     Sink(#[from] SinkError),
 }
 
+/// How `herald run` was asked to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Reload when the config file's content changes (`--watch-config`).
+    pub watch_config: bool,
+}
+
+/// How often `--watch-config` looks at the config file.
+const WATCH_CONFIG_EVERY: Duration = Duration::from_secs(1);
+
 /// What a run did, for the caller's last log line.
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
@@ -113,6 +123,7 @@ pub async fn run(
     config: Config,
     env: &dyn Fn(&str) -> Option<String>,
     shutdown: impl Future<Output = String>,
+    options: RunOptions,
 ) -> Result<Summary, AgentError> {
     let started = Instant::now();
     let data_dir = open_data_dir(&config.agent, env)?;
@@ -244,6 +255,14 @@ pub async fn run(
             let mut tick =
                 tokio::time::interval(watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY)));
             let mut last_status = Instant::now();
+            // --watch-config: the digest of the text last seen, so that a
+            // broken file is reported once, not every second.
+            let watched = match (&live.config.location, options.watch_config) {
+                (crate::config::Location::File { path, .. }, true) => Some(path.clone()),
+                _ => None,
+            };
+            let mut seen_digest = live.config.digest.clone();
+            let mut watch_tick = tokio::time::interval(WATCH_CONFIG_EVERY);
             let mut dead_reported = false;
             loop {
                 tokio::select! {
@@ -257,6 +276,21 @@ pub async fn run(
                         }
                     } => {
                         live.reload(&status_line(&queue, &stats)).await;
+                        seen_digest.clone_from(&live.config.digest);
+                        continue;
+                    }
+                    _ = watch_tick.tick(), if watched.is_some() => {
+                        let Some(path) = &watched else { continue };
+                        // Through the symlinks: a ConfigMap's file is
+                        // `..data/<name>`, and `..data` is swapped whole.
+                        if let Ok(text) = tokio::fs::read(path).await {
+                            let digest = crate::config::digest(&text);
+                            if digest != seen_digest {
+                                seen_digest = digest;
+                                info!(config = %path.display(), "ConfigChanged");
+                                live.reload(&status_line(&queue, &stats)).await;
+                            }
+                        }
                         continue;
                     }
                     _ = tick.tick() => {}

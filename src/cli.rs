@@ -77,8 +77,8 @@ pub struct Cli {
 /// herald's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent until SIGTERM or SIGINT.
-    Run(ConfigArg),
+    /// Run the agent until SIGTERM or SIGINT; SIGHUP reloads the config.
+    Run(RunArgs),
     /// Check a configuration: exit 0 when valid, 78 with every mistake
     /// listed otherwise.
     Validate(ConfigArg),
@@ -139,6 +139,19 @@ pub struct InspectArgs {
     /// summary then goes to stderr).
     #[arg(long, value_name = "N")]
     pub dump: Option<usize>,
+}
+
+/// Arguments of `herald run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Where the configuration is.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Reload when the config file's content changes, also when a
+    /// Kubernetes ConfigMap mount swaps its `..data` symlink (the file is
+    /// looked at every second).
+    #[arg(long)]
+    pub watch_config: bool,
 }
 
 /// Where the configuration is.
@@ -231,8 +244,11 @@ fn test(arg: ConfigArg) -> ExitCode {
     }
 }
 
-fn run(arg: ConfigArg) -> ExitCode {
-    let config = match load(&arg) {
+fn run(args: RunArgs) -> ExitCode {
+    let options = crate::agent::RunOptions {
+        watch_config: args.watch_config,
+    };
+    let config = match load(&args.config) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -258,7 +274,7 @@ fn run(arg: ConfigArg) -> ExitCode {
                 }
             }
         };
-        match crate::agent::run(config, &env, shutdown).await {
+        match crate::agent::run(config, &env, shutdown, options).await {
             Ok(summary) if summary.sink_gone => ExitCode::from(EXIT_FAILURE),
             Ok(_) => ExitCode::SUCCESS,
             Err(e @ crate::agent::AgentError::DataDir(_)) => {

@@ -213,3 +213,79 @@ fn twenty_reloads_while_events_flow_lose_and_repeat_nothing() {
         assert_eq!(ids.len(), 1, "{name} of pid {pid} under {} ids", ids.len());
     }
 }
+
+/// Points `dir/..data` at a new `dir/..<version>/herald.toml` the way the
+/// kubelet updates a mounted ConfigMap: a new directory, a new symlink
+/// renamed over `..data` in one step, the old directory removed.
+fn configmap_update(dir: &Path, version: &str, text: &str, old: Option<&str>) {
+    let versioned = dir.join(format!("..{version}"));
+    std::fs::create_dir(&versioned).expect("version dir");
+    std::fs::write(versioned.join("herald.toml"), text).expect("config");
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap");
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(format!("..{old}"))).expect("remove old");
+    }
+}
+
+#[test]
+fn watch_config_follows_a_configmap_symlink_swap() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs");
+    append(&logs.join("a.log"), "a 000000\n");
+    append(&logs.join("b.log"), "b 000000\n");
+    let endpoint = MockEndpoint::start();
+    let mount = dir.path().join("config");
+    std::fs::create_dir(&mount).expect("mount");
+    configmap_update(&mount, "v1", &config(&endpoint, &logs, 1), None);
+    std::os::unix::fs::symlink("..data/herald.toml", mount.join("herald.toml")).expect("link");
+    let mut agent = herald()
+        .args(["run", "--watch-config", "--config"])
+        .arg(mount.join("herald.toml"))
+        .cwd(dir.path())
+        .spawn();
+    agent.wait_for_stderr_line(|l| l.contains("AgentStarted"), LIMIT);
+    let reloads = || -> Vec<Value> { endpoint.distinct_events("herald.agent.reloaded") };
+    let line_b = || {
+        endpoint
+            .distinct_events("herald.log.line")
+            .iter()
+            .any(|e| e["payload"]["line"] == "b 000000")
+    };
+    assert!(!line_b());
+
+    // The new version adds source b.
+    configmap_update(&mount, "v2", &config(&endpoint, &logs, 0), Some("v1"));
+    assert!(
+        wait_until(LIMIT, || reloads().len() == 1),
+        "{}",
+        agent.describe()
+    );
+    assert_eq!(reloads()[0]["payload"]["started"], serde_json::json!(["b"]));
+    assert!(wait_until(LIMIT, line_b), "{}", agent.describe());
+
+    // A broken version is reported once, and the running config stays.
+    configmap_update(&mount, "v3", &config(&endpoint, &logs, 2), Some("v2"));
+    assert!(
+        wait_until(LIMIT, || reloads().len() == 2),
+        "{}",
+        agent.describe()
+    );
+    assert_eq!(reloads()[1]["payload"]["ok"], Value::Bool(false));
+    append(&logs.join("b.log"), "b 000001\n");
+    assert!(wait_until(LIMIT, || endpoint
+        .distinct_events("herald.log.line")
+        .iter()
+        .any(|e| e["payload"]["line"] == "b 000001")));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(reloads().len(), 2, "the broken file was reported again");
+    agent.sigterm();
+    assert_eq!(
+        agent.wait_exit(LIMIT).code(),
+        Some(0),
+        "{}",
+        agent.describe()
+    );
+}

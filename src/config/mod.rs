@@ -337,8 +337,13 @@ pub fn parse(name: &str, text: &str, env: EnvLookup<'_>) -> Result<Config, Mista
             hint: None,
         }]));
     };
-    config.digest = hex(&Sha256::digest(text.as_bytes()));
+    config.digest = digest(text.as_bytes());
     Ok(config)
+}
+
+/// The digest of a configuration text, as [`Config::digest`] holds it.
+pub fn digest(text: &[u8]) -> String {
+    hex(&Sha256::digest(text))
 }
 
 fn hex(bytes: &[u8]) -> String {
