@@ -67,6 +67,9 @@ const SUPPRESSED_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How often the agent looks for events the full queue dropped.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// First and longest wait between attempts to append to a failing disk.
+/// Without a watchdog, how long a stage may stay in one piece of work
+/// before it is logged as stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
 /// How often the service manager's status line is renewed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 const RETRY_INITIAL: Duration = Duration::from_millis(250);
@@ -295,23 +298,32 @@ pub async fn run(
                     }
                     _ = tick.tick() => {}
                 }
+                // A stage whose task ended, or that has been in one write,
+                // sync or batch for longer than the watchdog waits.
+                let stuck_after = watchdog.unwrap_or(STUCK_AFTER);
+                let stuck = |busy: Option<Duration>| busy.is_some_and(|b| b > stuck_after);
                 let dead = [
-                    ("mapping", mapper.is_finished()),
-                    ("queueing", appender.is_finished()),
-                    ("sending", sender.is_finished()),
+                    ("mapping", mapper.is_finished(), "ended"),
+                    ("queueing", appender.is_finished(), "ended"),
+                    ("sending", sender.is_finished(), "ended"),
+                    ("mapping", stuck(stats.mapping.busy_for()), "is stuck"),
+                    ("queue writer", stuck(queue.writer_busy_for()), "is stuck"),
                 ]
                 .into_iter()
-                .find(|(_, finished)| *finished);
+                .find(|(_, failed, _)| *failed);
                 match dead {
                     None if watchdog.is_some() => notify::ping(),
                     None => {}
-                    Some((stage, _)) if !dead_reported => {
+                    Some((stage, _, what)) if !dead_reported => {
                         dead_reported = true;
                         error!(
                             stage,
-                            "StageEnded: a stage of the pipeline stopped; no more watchdog pings"
+                            what,
+                            "StageStuck: a stage of the pipeline stopped making progress; no more watchdog pings"
                         );
-                        notify::status(&format!("{stage} stage ended; waiting for the watchdog"));
+                        notify::status(&format!(
+                            "the {stage} stage {what}; waiting for the watchdog"
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -494,6 +506,7 @@ fn lock(mapper: &Mutex<Mapper>) -> MutexGuard<'_, Mapper> {
 /// its last event, or alone when it made none, so a dropped line still
 /// moves its source's checkpoint.
 fn map_batch(mapper: &mut Mapper, mut batch: Vec<Observation>, stats: &Stats) -> Vec<Mapped> {
+    let _busy = stats.mapping.enter();
     Stats::add(&stats.observations, batch.len() as u64);
     let mut mapped = Vec::with_capacity(batch.len());
     for observation in &mut batch {

@@ -20,6 +20,7 @@ pub mod config;
 pub mod data_dir;
 pub mod event;
 pub mod identity;
+pub mod liveness;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;

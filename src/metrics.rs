@@ -44,6 +44,9 @@ pub struct Stats {
     /// were sent as they were, with the time they were read
     /// (`herald_file_format_errors_total`).
     pub file_format_errors: AtomicU64,
+    /// Set while a batch is being mapped, for the watchdog (not a counter;
+    /// kept here because everything that maps has the stats at hand).
+    pub mapping: crate::liveness::Busy,
 }
 
 impl Stats {

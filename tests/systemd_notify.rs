@@ -3,14 +3,17 @@
 //! systemd does for `Type=notify`) and `WATCHDOG_USEC` set, and the test
 //! reads what herald says: `READY=1` only once its sources started,
 //! `STATUS=` lines, `WATCHDOG=1` pings at half the watchdog period, and
-//! `RELOADING=1` … `READY=1` around a SIGHUP, and `STOPPING=1` at SIGTERM.
+//! `RELOADING=1` … `READY=1` around a SIGHUP, and `STOPPING=1` at SIGTERM;
+//! pings that stop when the queue's disk hangs (a test-only fault), and go
+//! on while the endpoint fails and the queue is full.
 
 mod support;
 
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{MockEndpoint, agent_and_sink, herald, write_config};
+use support::{MockEndpoint, Reply, agent_and_sink, herald, write_config};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -179,4 +182,102 @@ fn without_a_notify_socket_nothing_changes() {
         "{}",
         agent.describe()
     );
+}
+
+/// Starts herald on `config` with the notify socket and a 400 ms watchdog
+/// (a ping every 200 ms), and an extra environment variable.
+fn notified(dir: &Path, config: &Path, extra: (&str, &str)) -> (support::Herald, UnixDatagram) {
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let agent = herald()
+        .args(["run", "--config"])
+        .arg(config)
+        .cwd(dir)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env(extra.0, extra.1)
+        .spawn();
+    (agent, socket)
+}
+
+/// The pings received within `span`.
+fn pings_within(socket: &UnixDatagram, span: Duration) -> usize {
+    let until = Instant::now() + span;
+    let mut pings = 0;
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < until {
+        if let Ok(n) = socket.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).trim() == "WATCHDOG=1"
+        {
+            pings += 1;
+        }
+    }
+    pings
+}
+
+#[test]
+fn a_stuck_queue_writer_stops_the_watchdog_pings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let endpoint = MockEndpoint::start();
+    let config = write_config(dir.path(), &agent_and_sink(&endpoint.url()));
+    // The queue's disk never answers (a test-only fault).
+    let (mut agent, socket) = notified(
+        dir.path(),
+        &config,
+        ("HERALD_TEST_FAULT", "hang-queue-writer"),
+    );
+    receive_until(&socket, |m| has(m, "READY=1"));
+    agent.wait_for_stderr_line(
+        |l| l.contains("StageStuck") && l.contains("queue writer"),
+        LIMIT,
+    );
+    // What was sent before it noticed is still in the socket's buffer.
+    let mut buf = vec![0u8; 4096];
+    while socket.recv(&mut buf).is_ok() {}
+    assert_eq!(
+        pings_within(&socket, Duration::from_millis(1500)),
+        0,
+        "{}",
+        agent.describe()
+    );
+    agent.sigkill();
+}
+
+#[test]
+fn a_failing_endpoint_and_a_full_queue_do_not_stop_the_pings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs");
+    let mut text = String::new();
+    for i in 0..60_000 {
+        text.push_str(&format!("line {i:06} of a log that fills the queue\n"));
+    }
+    std::fs::write(logs.join("app.log"), text).expect("log");
+    let endpoint = MockEndpoint::with_default(Reply::Status(503));
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}retry_max = \"200ms\"\n\n[queue]\nmax_bytes = \"1MiB\"\nsegment_bytes = \"64KiB\"\n\n[[sources.file]]\nname = \"app\"\npaths = [\"{}/*.log\"]\nstart_at = \"beginning\"\n",
+            agent_and_sink(&endpoint.url()),
+            logs.display()
+        ),
+    );
+    let (mut agent, socket) = notified(dir.path(), &config, ("HERALD_TEST_FAULT", "none"));
+    receive_until(&socket, |m| has(m, "READY=1"));
+    // Full by now: 60,000 lines do not fit in 1 MiB of events.
+    std::thread::sleep(Duration::from_secs(2));
+    let pings = pings_within(&socket, Duration::from_secs(2));
+    assert!(pings >= 5, "{pings} pings in 2 s\n{}", agent.describe());
+    assert!(
+        !agent
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("StageStuck")),
+        "{}",
+        agent.describe()
+    );
+    agent.sigkill();
 }

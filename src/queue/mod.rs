@@ -391,6 +391,7 @@ impl Queue {
             counters: Counters::default(),
             reader_taken: Default::default(),
             recovery: rec.recovery,
+            busy: Default::default(),
         });
         Counters::add(&core.counters.corrupt_skipped, rec.recovery.corrupt_skipped);
         // Segments wholly acked before the restart go now.
@@ -464,6 +465,12 @@ impl Queue {
             return Err(QueueError::ReaderTaken);
         }
         Ok(Reader::new(core.clone()))
+    }
+
+    /// How long the writer has been in one write or sync, if it is in
+    /// one: a disk that does not answer shows here (see `liveness`).
+    pub fn writer_busy_for(&self) -> Option<std::time::Duration> {
+        self.inner.core.busy.busy_for()
     }
 
     /// A snapshot of the queue's gauges and counters.

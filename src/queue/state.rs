@@ -188,6 +188,8 @@ pub(crate) struct Core {
     pub counters: Counters,
     pub reader_taken: AtomicBool,
     pub recovery: Recovery,
+    /// Set while the writer writes and syncs, for the watchdog.
+    pub busy: crate::liveness::Busy,
 }
 
 impl Core {

@@ -127,6 +127,8 @@ impl Writer {
                     match self.rx.recv_timeout(wait) {
                         Ok(msg) => Some(msg),
                         Err(RecvTimeoutError::Timeout) => {
+                            let core = self.core.clone();
+                            let _busy = core.busy.enter();
                             self.sync_dirty();
                             continue;
                         }
@@ -156,6 +158,14 @@ impl Writer {
                 }
             }
             while !self.pending.is_empty() {
+                let core = self.core.clone();
+                let _busy = core.busy.enter();
+                if crate::liveness::fault("hang-queue-writer") {
+                    // A disk that never answers.
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(3600));
+                    }
+                }
                 self.write_group();
             }
             if let Some(reply) = close {
@@ -360,6 +370,9 @@ impl Writer {
         }
         match core.limits.when_full {
             WhenFull::Block => {
+                // Waiting for the sender to make room: a slow endpoint,
+                // not a stuck writer.
+                let _waiting = core.busy.idle();
                 s.blocked += 1;
                 s.room_wanted = need;
                 while s.depth_bytes() + need > max && !s.closing {
