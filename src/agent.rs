@@ -181,7 +181,7 @@ pub async fn run(
     // Cancelled by the sender when sending can never succeed (stdout
     // closed), which stops the agent like a signal would.
     let sink_gone = CancellationToken::new();
-    let sender = Sender::new(
+    let mut sender = Sender::new(
         sink,
         config.sink.clone(),
         reader,
@@ -189,6 +189,7 @@ pub async fn run(
         stats.clone(),
         sink_gone.clone(),
     );
+    let sink_swaps = sender.swappable();
     let sender = tokio::spawn(sender.run(stop_sending.clone()));
 
     let emitter = Emitter::with_mapper(observation_tx, here);
@@ -239,6 +240,7 @@ pub async fn run(
         stop_sources: stop_sources.clone(),
         env,
         source: agent_source.clone(),
+        sink_swaps,
     };
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(hangups) => Some(hangups),

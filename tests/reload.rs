@@ -289,3 +289,61 @@ fn watch_config_follows_a_configmap_symlink_swap() {
         agent.describe()
     );
 }
+
+#[test]
+fn a_reload_moves_sending_to_a_new_endpoint_without_loss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs");
+    let first = MockEndpoint::start();
+    let second = MockEndpoint::start();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, config(&first, &logs, 1)).expect("config");
+    for n in 0..100 {
+        append(&logs.join("a.log"), &format!("a {n:06}\n"));
+    }
+    let mut agent = herald()
+        .args(["run", "--config"])
+        .arg(&path)
+        .cwd(dir.path())
+        .spawn();
+    let texts = |endpoint: &MockEndpoint| -> BTreeSet<String> {
+        endpoint
+            .distinct_events("herald.log.line")
+            .iter()
+            .filter_map(|e| e["payload"]["line"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(
+        wait_until(LIMIT, || texts(&first).len() == 100),
+        "{}",
+        agent.describe()
+    );
+    std::fs::write(&path, config(&second, &logs, 1)).expect("config");
+    agent.signal("HUP");
+    agent.wait_for_stderr_line(|l| l.contains("ConfigReloaded"), LIMIT);
+    for n in 100..200 {
+        append(&logs.join("a.log"), &format!("a {n:06}\n"));
+    }
+    assert!(
+        wait_until(LIMIT, || texts(&second).iter().any(|t| t == "a 000199")),
+        "{}",
+        agent.describe()
+    );
+    agent.sigterm();
+    assert_eq!(
+        agent.wait_exit(LIMIT).code(),
+        Some(0),
+        "{}",
+        agent.describe()
+    );
+    let all: BTreeSet<String> = texts(&first).union(&texts(&second)).cloned().collect();
+    assert_eq!(all.len(), 200, "every line, at one endpoint or the other");
+    assert!(
+        texts(&second).len() >= 100,
+        "the new lines went to the new endpoint"
+    );
+    let reloaded = second.distinct_events("herald.agent.reloaded");
+    assert_eq!(reloaded.len(), 1);
+    assert_eq!(reloaded[0]["payload"]["sink_changed"], Value::Bool(true));
+}

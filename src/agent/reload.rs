@@ -9,8 +9,11 @@
 //!   checkpoints its predecessor saved;
 //! - the mapper is rebuilt with the new mappings and labels, its `follows`
 //!   chains written first and read back;
-//! - `[agent] data_dir`, `[queue]` and `[sink]` need a restart: a change
-//!   there is logged and reported, and the running ones stay.
+//! - a changed `[sink]` is built and handed to the sender, which sends
+//!   the next batch there (what was queued is not lost or sent twice: the
+//!   queue does not change);
+//! - `[agent] data_dir` and `[queue]` need a restart: a change there is
+//!   logged and reported, and the running ones stay.
 //!
 //! Either way a `herald.agent.reloaded` event tells Prefect what happened.
 
@@ -21,12 +24,13 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use super::lock;
-use crate::config::SourceConfig;
 use crate::config::{self, Config};
+use crate::config::{SinkConfig, SourceConfig};
 use crate::identity::Identity;
 use crate::mapping::Mapper;
 use crate::notify;
 use crate::observation::{Observation, OnDurable};
+use crate::sink::Sink;
 use crate::sources::{self, Emitter, Running, SourceContext};
 
 /// Longest a reload waits for the queue to hold what the stopped sources
@@ -44,6 +48,8 @@ pub(super) struct Live<'a> {
     pub stop_sources: tokio_util::sync::CancellationToken,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub source: Arc<str>,
+    /// Hands a new sink to the sender, which takes it between batches.
+    pub sink_swaps: tokio::sync::mpsc::UnboundedSender<(Sink, SinkConfig)>,
 }
 
 fn source_name(source: &SourceConfig) -> &str {
@@ -82,9 +88,21 @@ impl Live<'_> {
             restart.push("queue");
             applied.queue = self.config.queue;
         }
+        let mut sink_swapped = false;
         if new.sink != self.config.sink {
-            restart.push("sink");
-            applied.sink = self.config.sink.clone();
+            // Built before anything changes: a sink that cannot be built
+            // (an unreadable CA, say) keeps the running one.
+            match Sink::from_config(&new.sink) {
+                Ok(sink) => {
+                    info!(sink = %sink.describe(), "SinkReloaded: the next batch goes there");
+                    sink_swapped = self.sink_swaps.send((sink, new.sink.clone())).is_ok();
+                }
+                Err(e) => warn!(error = %e, "SinkReloadFailed: the running sink stays"),
+            }
+            if !sink_swapped {
+                restart.push("sink");
+                applied.sink = self.config.sink.clone();
+            }
         }
         if !restart.is_empty() {
             warn!(sections = ?restart, "ReloadNeedsRestart: these settings changed and apply at the next start; the running ones stay");
@@ -137,7 +155,8 @@ impl Live<'_> {
             .with("config_digest", new.digest.clone())
             .with("stopped", strings(&stopped))
             .with("started", strings(&started))
-            .with("restart_needed", strings(&restart));
+            .with("restart_needed", strings(&restart))
+            .with("sink_changed", sink_swapped);
         event.on_durable = Some(OnDurable::new(move || {
             let _ = durable_tx.send(());
         }));

@@ -112,6 +112,7 @@ pub const KINDS: &[KindSchema] = &[
             ("stopped", Object),
             ("started", Object),
             ("restart_needed", Object),
+            ("sink_changed", Scalar),
             ("errors", Scalar),
         ],
         resource: None,

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::dead_letter::{DeadLetter, DeadLetters};
 use super::rate::RateLimit;
@@ -141,6 +141,8 @@ fn bad_items(body: &str, events: usize) -> Vec<(usize, String)> {
 pub struct Sender {
     reader: Reader,
     delivery: Delivery,
+    /// Sinks a reload built: taken between batches.
+    swaps: Option<tokio::sync::mpsc::UnboundedReceiver<(Sink, SinkConfig)>>,
 }
 
 /// Everything that delivers a batch, apart from the reader, so that the
@@ -173,6 +175,7 @@ impl Sender {
     ) -> Self {
         Sender {
             reader,
+            swaps: None,
             delivery: Delivery {
                 rate: RateLimit::new(config.max_events_per_second, config.burst),
                 backoff: Backoff::new(config.retry_initial, config.retry_max),
@@ -184,6 +187,15 @@ impl Sender {
                 fatal,
             },
         }
+    }
+
+    /// Takes the sinks sent on the returned channel (a reload's) between
+    /// two batches: the next batch goes to the new one, with its retry,
+    /// rate and batch settings.
+    pub fn swappable(&mut self) -> tokio::sync::mpsc::UnboundedSender<(Sink, SinkConfig)> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.swaps = Some(rx);
+        tx
     }
 
     /// Sends until the queue is closed and drained, or `stop` fires, then
@@ -200,7 +212,11 @@ impl Sender {
     /// records when the delivery ends), so reading the queue overlaps the
     /// round trip to the endpoint.
     async fn send_until_done(&mut self, stop: &CancellationToken) {
-        let Sender { reader, delivery } = self;
+        let Sender {
+            reader,
+            delivery,
+            swaps,
+        } = self;
         let mut next: Option<Vec<Record>> = None;
         loop {
             let gathered = tokio::select! {
@@ -225,6 +241,13 @@ impl Sender {
                     continue;
                 }
             };
+            while let Some((sink, config)) = swaps.as_mut().and_then(|s| s.try_recv().ok()) {
+                info!(sink = %sink.describe(), "SinkSwapped");
+                delivery.rate = RateLimit::new(config.max_events_per_second, config.burst);
+                delivery.backoff = Backoff::new(config.retry_initial, config.retry_max);
+                delivery.sink = sink;
+                delivery.config = config;
+            }
             let last = batch.last().map_or(0, |r| r.seq);
             let array = reader.body_of(&batch);
             let (max_events, max_bytes) = (
