@@ -310,6 +310,11 @@ pub async fn run(
                     ("sending", sender.is_finished(), "ended"),
                     ("mapping", stuck(stats.mapping.busy_for()), "is stuck"),
                     ("queue writer", stuck(queue.writer_busy_for()), "is stuck"),
+                    (
+                        "source",
+                        stuck(stats.busiest_source().map(|(_, d)| d)),
+                        "is stuck",
+                    ),
                 ]
                 .into_iter()
                 .find(|(_, failed, _)| *failed);

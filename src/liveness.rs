@@ -66,10 +66,12 @@ impl Drop for BusyGuard<'_> {
 }
 
 /// Test-only fault injection: `HERALD_TEST_FAULT=<name>` makes the named
-/// place misbehave (e.g. `hang-queue-writer`), so tests can see the
-/// watchdog notice. Nothing reads it unless the variable is set.
+/// place misbehave (`hang-queue-writer`, `hang-file-read`), so tests can
+/// see the watchdog notice. The variable is read once.
 pub fn fault(name: &str) -> bool {
-    std::env::var("HERALD_TEST_FAULT").is_ok_and(|v| v == name)
+    static FAULT: LazyLock<Option<String>> =
+        LazyLock::new(|| std::env::var("HERALD_TEST_FAULT").ok());
+    FAULT.as_deref() == Some(name)
 }
 
 #[cfg(test)]

@@ -47,9 +47,36 @@ pub struct Stats {
     /// Set while a batch is being mapped, for the watchdog (not a counter;
     /// kept here because everything that maps has the stats at hand).
     pub mapping: crate::liveness::Busy,
+    /// The sources' own busy marks (a file source's reads), by source name,
+    /// for the watchdog.
+    pub sources:
+        std::sync::Mutex<Vec<(std::sync::Arc<str>, std::sync::Arc<crate::liveness::Busy>)>>,
 }
 
 impl Stats {
+    /// A busy mark for the source `name`, watched with the others.
+    pub fn source_busy(&self, name: &std::sync::Arc<str>) -> std::sync::Arc<crate::liveness::Busy> {
+        let busy = std::sync::Arc::new(crate::liveness::Busy::default());
+        let mut sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A source started again by a reload replaces its predecessor.
+        sources.retain(|(n, _)| n != name);
+        sources.push((name.clone(), busy.clone()));
+        busy
+    }
+
+    /// The source busy for longest, and for how long, if any is busy.
+    pub fn busiest_source(&self) -> Option<(std::sync::Arc<str>, std::time::Duration)> {
+        self.sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(name, busy)| busy.busy_for().map(|d| (name.clone(), d)))
+            .max_by_key(|(_, d)| *d)
+    }
+
     /// Adds to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

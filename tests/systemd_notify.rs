@@ -247,6 +247,37 @@ fn a_stuck_queue_writer_stops_the_watchdog_pings() {
 }
 
 #[test]
+fn a_hung_file_read_stops_the_watchdog_pings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs");
+    std::fs::write(logs.join("app.log"), "one\n").expect("log");
+    let endpoint = MockEndpoint::start();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}\n[[sources.file]]\nname = \"app\"\npaths = [\"{}/*.log\"]\nstart_at = \"beginning\"\nfingerprint_timeout = \"0s\"\n",
+            agent_and_sink(&endpoint.url()),
+            logs.display()
+        ),
+    );
+    // The file system never answers a read (a test-only fault).
+    let (mut agent, socket) =
+        notified(dir.path(), &config, ("HERALD_TEST_FAULT", "hang-file-read"));
+    receive_until(&socket, |m| has(m, "READY=1"));
+    agent.wait_for_stderr_line(|l| l.contains("StageStuck") && l.contains("source"), LIMIT);
+    let mut buf = vec![0u8; 4096];
+    while socket.recv(&mut buf).is_ok() {}
+    assert_eq!(
+        pings_within(&socket, Duration::from_millis(1500)),
+        0,
+        "{}",
+        agent.describe()
+    );
+    agent.sigkill();
+}
+
+#[test]
 fn a_failing_endpoint_and_a_full_queue_do_not_stop_the_pings() {
     let dir = tempfile::tempdir().expect("temp dir");
     let logs = dir.path().join("logs");

@@ -303,6 +303,9 @@ struct Source {
     next_seq: u64,
     /// The agent's counters (streams recovered, bytes lost to truncation).
     stats: Arc<Stats>,
+    /// Set while a read or a scan is under way, for the watchdog: a file
+    /// system that does not answer (a hung NFS mount) shows here.
+    busy: Arc<crate::liveness::Busy>,
 }
 
 impl Source {
@@ -326,6 +329,7 @@ impl Source {
             stats: stats.clone(),
         });
         let roots = config.paths.iter().map(discover::root).collect();
+        let busy = stats.source_busy(&name);
         let now = Instant::now();
         Source {
             name,
@@ -344,6 +348,7 @@ impl Source {
             scans: 0,
             vacated: HashMap::new(),
             next_seq: 0,
+            busy,
             stats,
             config,
         }
@@ -605,7 +610,15 @@ impl Source {
             // With a margin: chunks hold a varying number of lines.
             let hint = self.batch_hint + self.batch_hint / 4 + 16;
             let mut out = Vec::with_capacity(hint.min(tail::MAX_BATCH_LINES));
-            let outcome = match tail.read(&mut self.buf, &mut out) {
+            let read = {
+                let _busy = self.busy.enter();
+                while crate::liveness::fault("hang-file-read") {
+                    // A file system that never answers.
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+                tail.read(&mut self.buf, &mut out)
+            };
+            let outcome = match read {
                 Ok(outcome) => {
                     t.failing = false;
                     outcome

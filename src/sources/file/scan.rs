@@ -42,7 +42,10 @@ impl Source {
         let scan = self.scans;
         self.watch.forget_missing();
         self.watch.ensure(&self.roots);
-        let mut found = discover::scan(&self.config.paths, &self.config.exclude);
+        let mut found = {
+            let _busy = self.busy.enter();
+            discover::scan(&self.config.paths, &self.config.exclude)
+        };
         if startup {
             // Files whose inode a checkpoint names claim their fingerprint
             // first, so two files with equal leading bytes get back their
