@@ -129,6 +129,15 @@ pub async fn run(
     options: RunOptions,
 ) -> Result<Summary, AgentError> {
     let started = Instant::now();
+    // First of all: SIGHUP's default would end the process; one that comes
+    // while starting is taken once the agent runs.
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(e) => {
+            warn!(error = %e, "SignalHandlerFailed: SIGHUP will not reload");
+            None
+        }
+    };
     let data_dir = open_data_dir(&config.agent, env)?;
     let (queue, _recovery) = Queue::open(&data_dir.queue_dir(), config.queue)?;
     let reader = queue.reader()?;
@@ -242,13 +251,7 @@ pub async fn run(
         source: agent_source.clone(),
         sink_swaps,
     };
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(hangups) => Some(hangups),
-        Err(e) => {
-            warn!(error = %e, "SignalHandlerFailed: SIGHUP will not reload");
-            None
-        }
-    };
+
     let reason = match early {
         Some(reason) => reason,
         None => {
