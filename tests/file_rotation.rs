@@ -463,3 +463,50 @@ fn a_renamed_file_written_again_after_a_pause_is_still_read() {
     assert_eq!(texts(&lines, "late"), late);
     assert_one_id_per_line(&rig);
 }
+
+#[test]
+fn many_rotated_files_left_unfinished_are_read_in_write_order() {
+    // Twelve rotations, each after herald read the file's start and was
+    // killed, with lines written into the file before it was rotated:
+    // at the next start every rotated file has unread lines. They come
+    // back oldest first, and only the newest is waited on for a writer.
+    let rig = Rig::new("paths = [\"{logs}/app.log\"]\nstart_at = \"beginning\"");
+    let path = rig.log("app.log");
+    let mut n = 0usize;
+    let mut next = |count: usize| {
+        let lines: Vec<String> = (n..n + count)
+            .map(|i| format!("n {i:07} payload"))
+            .collect();
+        n += count;
+        lines
+    };
+    let mut app = open_append(&path);
+    let mut seen = 0;
+    for round in 0..12 {
+        write_lines(&mut app, &next(100));
+        seen += 100;
+        let mut agent = rig.start();
+        rig.wait_lines("the file's start", |l| l.len() >= seen);
+        agent.sigkill();
+        agent.wait_exit(LIMIT);
+        write_lines(&mut app, &next(50));
+        seen += 50;
+        fs::rename(&path, rig.log(&format!("app.log.{round}"))).expect("rotate");
+        app = open_append(&path);
+    }
+    write_lines(&mut app, &next(100));
+    let total = 12 * 150 + 100;
+    let agent = rig.start();
+    let lines = rig.wait_count(total);
+    rig.stop(agent);
+    assert_eq!(rig.lines().len(), total, "every line once");
+    assert_one_id_per_line(&rig);
+    assert_all_under(&lines, &path);
+    let numbers: Vec<usize> = lines
+        .iter()
+        .map(|l| l.line[2..9].parse().expect("numbered line"))
+        .collect();
+    let mut sorted = numbers.clone();
+    sorted.sort_unstable();
+    assert_eq!(numbers, sorted, "the rotated files were read out of order");
+}

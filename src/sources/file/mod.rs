@@ -435,7 +435,7 @@ impl Source {
                 }
                 State::Watching(_) | State::Closed => {}
             }
-            if t.gone.is_some() || recover::draining(t, now) {
+            if t.gone.is_some() || recover::draining(t, now, true) {
                 next = next.min(now + POLL_INTERVAL);
             }
             if t.modified_pending
@@ -587,10 +587,16 @@ impl Source {
     fn read_round(&mut self) -> Result<bool, Stop> {
         let keys: Vec<Key> = self.files.keys().copied().collect();
         let now = Instant::now();
+        // The newest file that left each path may still be written to.
+        let mut newest: HashMap<&str, u64> = HashMap::new();
+        for t in self.files.values().filter(|t| t.left.is_some()) {
+            let seq = newest.entry(&t.report_path).or_insert(t.seq);
+            *seq = (*seq).max(t.seq);
+        }
         let draining: Vec<(Arc<str>, u64)> = self
             .files
             .values()
-            .filter(|t| recover::draining(t, now))
+            .filter(|t| recover::draining(t, now, newest.get(&*t.report_path) == Some(&t.seq)))
             .map(|t| (t.report_path.clone(), t.seq))
             .collect();
         let mut progressed = false;

@@ -135,9 +135,10 @@ fn find_copy(
 }
 
 /// Whether a file that left its path still holds back a newer file
-/// reported under that path: it has unread bytes, or (for a while) it
-/// grew lately. A copy is done once read to its end.
-pub(super) fn draining(t: &Tracked, now: Instant) -> bool {
+/// reported under that path: it has unread bytes, or (for a while, and
+/// only the newest of the files that left the path: an older one has no
+/// writer left) it grew lately. A copy is done once read to its end.
+pub(super) fn draining(t: &Tracked, now: Instant, newest: bool) -> bool {
     let Some(left) = t.left else {
         return false;
     };
@@ -149,10 +150,10 @@ pub(super) fn draining(t: &Tracked, now: Instant) -> bool {
     match &t.state {
         State::Reading(tail) => match at_eof(tail) {
             Some(false) => true,
-            Some(true) => !t.copy && !quiet && !held_long,
+            Some(true) => newest && !t.copy && !quiet && !held_long,
             None => false,
         },
-        State::Waiting { .. } => !quiet,
+        State::Waiting { .. } => newest && !quiet,
         State::Watching(_) | State::Closed => false,
     }
 }
@@ -164,6 +165,8 @@ struct Found {
     key: Key,
     size: u64,
     copy: bool,
+    /// Its last write: files found for one path are read oldest first.
+    mtime: SystemTime,
 }
 
 impl Source {
@@ -175,6 +178,7 @@ impl Source {
             return;
         }
         let mut listings: Vec<(PathBuf, Vec<Candidate>)> = Vec::new();
+        let mut found_all = Vec::new();
         for entry in self.store.idle_entries() {
             let path = Path::new(&entry.path);
             if !discover::matches(&self.config.paths, &self.config.exclude, path) {
@@ -190,8 +194,14 @@ impl Source {
                 }
             };
             if let Some(found) = self.locate(&entry, path, &listings[i].1) {
-                self.adopt(found, &entry);
+                found_all.push((found, entry));
             }
+        }
+        // In the order they were written: after several rotations while
+        // herald was stopped, the oldest rotated file goes first.
+        found_all.sort_by_key(|(found, _)| found.mtime);
+        for (found, entry) in found_all {
+            self.adopt(found, &entry);
         }
     }
 
@@ -245,6 +255,7 @@ impl Source {
                 key: c.key,
                 size: c.size,
                 copy: true,
+                mtime: c.mtime,
             });
         }
         // Renamed (or moved away and replaced): found by its inode, or, if
@@ -279,6 +290,7 @@ impl Source {
             key: c.key,
             size: c.size,
             copy,
+            mtime: c.mtime,
         })
     }
 
