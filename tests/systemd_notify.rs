@@ -218,32 +218,34 @@ fn pings_within(socket: &UnixDatagram, span: Duration) -> usize {
     pings
 }
 
+/// After READY, herald reports `stage` stuck and sends no more pings.
+fn assert_pings_stop(mut agent: support::Herald, socket: &UnixDatagram, stage: &str) {
+    receive_until(socket, |m| has(m, "READY=1"));
+    agent.wait_for_stderr_line(|l| l.contains("StageStuck") && l.contains(stage), LIMIT);
+    // What was sent before it noticed is still in the socket's buffer.
+    let mut buf = vec![0u8; 4096];
+    while socket.recv(&mut buf).is_ok() {}
+    assert_eq!(
+        pings_within(socket, Duration::from_millis(1500)),
+        0,
+        "{}",
+        agent.describe()
+    );
+    agent.sigkill();
+}
+
 #[test]
 fn a_stuck_queue_writer_stops_the_watchdog_pings() {
     let dir = tempfile::tempdir().expect("temp dir");
     let endpoint = MockEndpoint::start();
     let config = write_config(dir.path(), &agent_and_sink(&endpoint.url()));
     // The queue's disk never answers (a test-only fault).
-    let (mut agent, socket) = notified(
+    let (agent, socket) = notified(
         dir.path(),
         &config,
         ("HERALD_TEST_FAULT", "hang-queue-writer"),
     );
-    receive_until(&socket, |m| has(m, "READY=1"));
-    agent.wait_for_stderr_line(
-        |l| l.contains("StageStuck") && l.contains("queue writer"),
-        LIMIT,
-    );
-    // What was sent before it noticed is still in the socket's buffer.
-    let mut buf = vec![0u8; 4096];
-    while socket.recv(&mut buf).is_ok() {}
-    assert_eq!(
-        pings_within(&socket, Duration::from_millis(1500)),
-        0,
-        "{}",
-        agent.describe()
-    );
-    agent.sigkill();
+    assert_pings_stop(agent, &socket, "queue writer");
 }
 
 #[test]
@@ -262,19 +264,8 @@ fn a_hung_file_read_stops_the_watchdog_pings() {
         ),
     );
     // The file system never answers a read (a test-only fault).
-    let (mut agent, socket) =
-        notified(dir.path(), &config, ("HERALD_TEST_FAULT", "hang-file-read"));
-    receive_until(&socket, |m| has(m, "READY=1"));
-    agent.wait_for_stderr_line(|l| l.contains("StageStuck") && l.contains("source"), LIMIT);
-    let mut buf = vec![0u8; 4096];
-    while socket.recv(&mut buf).is_ok() {}
-    assert_eq!(
-        pings_within(&socket, Duration::from_millis(1500)),
-        0,
-        "{}",
-        agent.describe()
-    );
-    agent.sigkill();
+    let (agent, socket) = notified(dir.path(), &config, ("HERALD_TEST_FAULT", "hang-file-read"));
+    assert_pings_stop(agent, &socket, "source");
 }
 
 #[test]
@@ -298,8 +289,27 @@ fn a_failing_endpoint_and_a_full_queue_do_not_stop_the_pings() {
     );
     let (mut agent, socket) = notified(dir.path(), &config, ("HERALD_TEST_FAULT", "none"));
     receive_until(&socket, |m| has(m, "READY=1"));
-    // Full by now: 60,000 lines do not fit in 1 MiB of events.
-    std::thread::sleep(Duration::from_secs(2));
+    // 60,000 lines do not fit in 1 MiB of events: wait until the queue's
+    // segments hold about that much, so the writer waits for room.
+    let queue = dir.path().join("data/queue");
+    let queued = || -> u64 {
+        std::fs::read_dir(&queue)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        support::wait_until(LIMIT, || queued() >= 900 * 1024),
+        "the queue did not fill: {} bytes\n{}",
+        queued(),
+        agent.describe()
+    );
     let pings = pings_within(&socket, Duration::from_secs(2));
     assert!(pings >= 5, "{pings} pings in 2 s\n{}", agent.describe());
     assert!(

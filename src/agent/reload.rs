@@ -52,10 +52,6 @@ pub(super) struct Live<'a> {
     pub sink_swaps: tokio::sync::mpsc::UnboundedSender<(Sink, SinkConfig)>,
 }
 
-fn source_name(source: &SourceConfig) -> &str {
-    source.name()
-}
-
 impl Live<'_> {
     /// Reads the config again and applies it, or keeps the running one.
     pub async fn reload(&mut self, status: &str) {
@@ -112,10 +108,7 @@ impl Live<'_> {
         let (keep, stop): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
             .into_iter()
             .partition(|r| new.sources.contains(&r.config));
-        let stopped: Vec<String> = stop
-            .iter()
-            .map(|r| source_name(&r.config).to_owned())
-            .collect();
+        let stopped: Vec<String> = stop.iter().map(|r| r.config.name().to_owned()).collect();
         for running in stop {
             running.stop().await;
         }
@@ -126,7 +119,7 @@ impl Live<'_> {
             .filter(|s| !self.running.iter().any(|r| r.config == **s))
             .cloned()
             .collect();
-        let started: Vec<String> = starting.iter().map(|s| source_name(s).to_owned()).collect();
+        let started: Vec<String> = starting.iter().map(|s| s.name().to_owned()).collect();
 
         // The new mapper: mappings, labels, hostname.
         let identity =
